@@ -1,0 +1,2 @@
+//! vhost-user backends that emulate the hardware dangle pulls out from under
+//! the guest kernel.

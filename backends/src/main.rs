@@ -1,0 +1,3 @@
+//! `dangle-backend`: one vhost-user device per process.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! dangle's guest agent: PID 1 of the test VM.
+
+fn main() {}

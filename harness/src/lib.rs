@@ -1,0 +1,9 @@
+//! dangle's harness library: kernel builder, guest image, VM fixture, QMP,
+//! unplug engine, console parsing into crash reports, suites and reporters.
+//!
+//! The `dangle` binary is a thin front end over this crate (see [`cli`]).
+
+pub mod cli;
+pub mod exit;
+pub mod logging;
+pub mod report;

@@ -1,2 +1,4 @@
 //! vhost-user backends that emulate the hardware dangle pulls out from under
 //! the guest kernel.
+
+pub mod i2c;

@@ -1,0 +1,3 @@
+//! The virtio-i2c adapter and the chips on its bus.
+
+pub mod client;

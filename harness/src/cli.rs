@@ -28,14 +28,33 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run hot-unplug suites (default: the smoke suite on the default kernel).
+    Run(crate::suite::cli::RunArgs),
+    /// Boot a test VM with the virtual hardware attached.
+    Boot(crate::vm::cli::BootArgs),
+    /// Build (or fetch from cache) the test kernel.
+    Kernel(crate::kernel::cli::KernelArgs),
     /// Split kernel console logs into crash reports with syzkaller titles.
     Parse(crate::report::cli::ParseArgs),
+    /// Build the guest initramfs (static agent as /init).
+    Image(crate::image::cli::ImageArgs),
+    /// Run a vhost-user device backend (what `dangle` spawns per device).
+    #[command(hide = true)]
+    Backend(dangle_backends::cli::BackendArgs),
 }
 
 /// Runs the chosen subcommand and turns its outcome into an exit code.
 pub fn dispatch(cli: Cli) -> ExitCode {
     let status = match cli.command {
+        Command::Run(args) => crate::suite::cli::run(args),
+        Command::Boot(args) => crate::vm::cli::run(args),
+        Command::Kernel(args) => crate::kernel::cli::run(args),
         Command::Parse(args) => crate::report::cli::run(args),
+        Command::Image(args) => crate::image::cli::run(args),
+        Command::Backend(args) => match dangle_backends::cli::run(args) {
+            Ok(()) => Status::Ok,
+            Err(e) => fail(e.as_ref(), Status::Infrastructure),
+        },
     };
     status.into()
 }

@@ -5,5 +5,9 @@
 
 pub mod cli;
 pub mod exit;
+pub mod image;
+pub mod kernel;
 pub mod logging;
 pub mod report;
+pub mod suite;
+pub mod vm;

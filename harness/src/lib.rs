@@ -8,6 +8,7 @@ pub mod exit;
 pub mod image;
 pub mod kernel;
 pub mod logging;
+pub mod paths;
 pub mod report;
 pub mod suite;
 pub mod vm;

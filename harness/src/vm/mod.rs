@@ -1,8 +1,13 @@
 //! The test VM: QEMU command lines, QMP, process supervision, the
-//! accelerator probe and the [`fixture::Vm`] that ties a kernel, an
-//! initramfs, the backends and QEMU together (and `dangle boot`).
+//! accelerator probe, the console follower and the [`fixture::Vm`] that
+//! ties a kernel, an initramfs, the backends and QEMU together (and
+//! `dangle boot`).
 
+pub mod accel;
 pub mod cli;
+pub mod console;
+pub mod devices;
+pub mod fixture;
 pub mod process;
 pub mod qemu;
 pub mod qmp;

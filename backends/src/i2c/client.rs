@@ -78,4 +78,30 @@ pub trait I2cClient: Send + fmt::Debug {
         let _ = cmd;
         ChipReply::Unsupported
     }
+    /// Like [`I2cClient::command`], but a command the chip understands and
+    /// cannot carry out (a load longer than the memory, a pin the chip does
+    /// not have) is an error instead of a silent partial effect. The default
+    /// never fails.
+    fn try_command(&mut self, cmd: ChipCommand) -> Result<ChipReply, I2cError> {
+        Ok(self.command(cmd))
+    }
+    /// How many consecutive 7-bit addresses the chip answers, from its base
+    /// address up: 1 for most chips; 2, 4 or 8 for a 24c04, 24c08 or 24c16,
+    /// whose low address bits select a 256-byte block (Linux's at24 driver
+    /// claims the extra addresses with dummy clients).
+    fn address_span(&self) -> u16 {
+        1
+    }
+    /// A write message sent to `base + offset`, `offset < address_span()`.
+    /// The default ignores `offset`.
+    fn write_at(&mut self, offset: u16, data: &[u8]) -> Result<(), I2cError> {
+        let _ = offset;
+        self.write(data)
+    }
+    /// A read message sent to `base + offset`, `offset < address_span()`.
+    /// The default ignores `offset`.
+    fn read_at(&mut self, offset: u16, buf: &mut [u8]) -> Result<(), I2cError> {
+        let _ = offset;
+        self.read(buf)
+    }
 }

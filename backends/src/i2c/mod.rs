@@ -1,3 +1,5 @@
 //! The virtio-i2c adapter and the chips on its bus.
 
+pub mod at24;
 pub mod client;
+pub mod pca953x;

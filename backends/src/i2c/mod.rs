@@ -1,5 +1,7 @@
 //! The virtio-i2c adapter and the chips on its bus.
 
 pub mod at24;
+pub mod bus;
 pub mod client;
 pub mod pca953x;
+pub mod spec;

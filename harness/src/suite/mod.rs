@@ -1,3 +1,6 @@
-//! Work in progress.
+//! Hot-unplug suites: the YAML format, loading and checking it, schedules
+//! from seeds, the engine that runs scenarios, and `dangle run`.
 
 pub mod cli;
+pub mod load;
+pub mod schema;

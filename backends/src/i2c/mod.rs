@@ -5,3 +5,5 @@ pub mod bus;
 pub mod client;
 pub mod pca953x;
 pub mod spec;
+pub mod vhu_i2c;
+pub mod virtio_i2c;

@@ -1,0 +1,8 @@
+//! The virtio-gpio controller: wire format ([`virtio_gpio`]), the pure line
+//! model ([`lines`]) and the vhost-user transport ([`vhu_gpio`]).
+
+pub mod lines;
+pub mod vhu_gpio;
+pub mod virtio_gpio;
+
+pub use vhu_gpio::{GpioConfig, GpioDevice};

@@ -1,0 +1,103 @@
+//! Descriptor-chain plumbing shared by the devices: a chain is first
+//! collected into plain buffer descriptions, which the device parsers turn
+//! into typed requests. Nothing here panics on guest input.
+
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
+
+/// Chains longer than this are refused as malformed (no device here needs
+/// more than three descriptors; the cap bounds the work a guest can cause).
+pub const MAX_CHAIN_DESCRIPTORS: usize = 64;
+
+/// One descriptor of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buf {
+    /// Guest physical address.
+    pub addr: GuestAddress,
+    /// Length in bytes.
+    pub len: u32,
+    /// Device-writable (`VIRTQ_DESC_F_WRITE`).
+    pub writable: bool,
+}
+
+/// A chain taken off the available ring, detached from guest memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// Head descriptor index, the id to put on the used ring.
+    pub head: u16,
+    /// Descriptors in order.
+    pub bufs: Vec<Buf>,
+    /// The chain had more than [`MAX_CHAIN_DESCRIPTORS`] descriptors.
+    pub truncated: bool,
+}
+
+impl Chain {
+    /// Collects the descriptors of `chain`.
+    pub fn collect<M>(chain: DescriptorChain<M>) -> Chain
+    where
+        M: std::ops::Deref,
+        M::Target: GuestMemory,
+    {
+        let head = chain.head_index();
+        let mut bufs = Vec::new();
+        let mut truncated = false;
+        for desc in chain {
+            if bufs.len() == MAX_CHAIN_DESCRIPTORS {
+                truncated = true;
+                break;
+            }
+            bufs.push(Buf {
+                addr: desc.addr(),
+                len: desc.len(),
+                writable: desc.is_write_only(),
+            });
+        }
+        Chain {
+            head,
+            bufs,
+            truncated,
+        }
+    }
+
+    /// Writes `status` into the last byte of the last writable descriptor
+    /// (where a well-formed request keeps its status byte). Returns the
+    /// number of bytes written: 0 when the chain has nowhere to write.
+    pub fn write_status<M: GuestMemory>(&self, mem: &M, status: u8) -> u32 {
+        let Some(last) = self.bufs.iter().rev().find(|b| b.writable && b.len > 0) else {
+            return 0;
+        };
+        let Some(addr) = last.addr.checked_add(u64::from(last.len) - 1) else {
+            return 0;
+        };
+        match mem.write_obj(status, addr) {
+            Ok(()) => 1,
+            Err(_) => 0,
+        }
+    }
+}
+
+/// Pops every available chain of `queue`. A broken ring (index out of
+/// range) ends the batch; what was popped so far is returned.
+pub fn pop_all<M>(queue: &mut Queue, mem: &M) -> Vec<Chain>
+where
+    M: GuestMemory,
+{
+    let mut chains = Vec::new();
+    match queue.iter(mem) {
+        Ok(iter) => chains.extend(iter.map(Chain::collect)),
+        Err(e) => tracing::warn!("cannot walk the available ring: {e}"),
+    }
+    chains
+}
+
+/// Puts `head` on the used ring with `len` bytes written. Returns false
+/// (and logs) if the ring cannot take it.
+pub fn complete<M: GuestMemory>(queue: &mut Queue, mem: &M, head: u16, len: u32) -> bool {
+    match queue.add_used(mem, head, len) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("cannot return chain {head} to the used ring: {e}");
+            false
+        }
+    }
+}

@@ -1,3 +1,6 @@
-//! dangle's guest agent: PID 1 of the test VM.
+//! `dangle-agent`: PID 1 of dangle's test VM. All logic lives in the
+//! library; see [`dangle_agent::pid1`].
 
-fn main() {}
+fn main() {
+    dangle_agent::pid1::main();
+}

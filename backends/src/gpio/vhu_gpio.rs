@@ -17,7 +17,7 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{
     ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemory, GuestMemoryAtomic,
-    GuestMemoryMmap,
+    GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
 };
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
@@ -369,15 +369,17 @@ impl GpioDevice {
     /// events and releases held chains if asked to.
     pub fn process<M: GuestMemory>(&self, mem: &M, reqq: &mut Queue, evq: &mut Queue) -> Kicks {
         let mut kicks = Kicks::default();
-        if evq.ready() {
-            kicks.event |= self.process_events(mem, evq);
-        }
+        // Requests first: a driver queues an event buffer only after its
+        // SET_IRQ_TYPE completed, so both may be pending in one batch.
         if reqq.ready() {
             for chain in pop_all(reqq, mem) {
                 let k = self.process_request(mem, chain, reqq, evq);
                 kicks.request |= k.request;
                 kicks.event |= k.event;
             }
+        }
+        if evq.ready() {
+            kicks.event |= self.process_events(mem, evq);
         }
         let k = self.flush(mem, reqq, evq);
         kicks.request |= k.request;
@@ -697,10 +699,12 @@ impl VhostUserBackend for GpioConn {
     }
 
     fn features(&self) -> u64 {
+        tracing::debug!("gpio: GET_FEATURES -> {:#x}", GPIO_FEATURES);
         GPIO_FEATURES
     }
 
     fn acked_features(&self, features: u64) {
+        tracing::debug!("gpio: SET_FEATURES {features:#x}");
         lock(&self.device.state)
             .lines
             .set_irq_negotiated(features & (1 << VIRTIO_GPIO_F_IRQ) != 0);
@@ -713,6 +717,7 @@ impl VhostUserBackend for GpioConn {
     }
 
     fn reset_device(&self) {
+        tracing::debug!("gpio: RESET_DEVICE");
         let mut st = lock(&self.device.state);
         st.lines.reset_guest_state();
         st.held.clear();
@@ -722,6 +727,7 @@ impl VhostUserBackend for GpioConn {
     fn set_event_idx(&self, _enabled: bool) {}
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        tracing::debug!("gpio: GET_CONFIG offset {offset} size {size}");
         let config = self.device.config();
         let bytes = config.as_slice();
         let start = offset as usize;
@@ -735,6 +741,11 @@ impl VhostUserBackend for GpioConn {
     }
 
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
+        tracing::debug!(
+            "gpio: SET_MEM_TABLE: {} region(s), {} bytes",
+            mem.memory().num_regions(),
+            mem.memory().iter().map(|r| r.len()).sum::<u64>()
+        );
         *lock(&self.mem) = Some(mem);
         Ok(())
     }

@@ -15,7 +15,10 @@ use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatu
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::{
+    Bytes, GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap,
+    GuestMemoryRegion,
+};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
@@ -587,7 +590,12 @@ impl VhostUserBackend for I2cConn {
     }
 
     fn features(&self) -> u64 {
+        tracing::debug!("i2c: GET_FEATURES -> {:#x}", I2C_FEATURES);
         I2C_FEATURES
+    }
+
+    fn acked_features(&self, features: u64) {
+        tracing::debug!("i2c: SET_FEATURES {features:#x}");
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
@@ -595,6 +603,7 @@ impl VhostUserBackend for I2cConn {
     }
 
     fn reset_device(&self) {
+        tracing::debug!("i2c: RESET_DEVICE");
         let mut st = lock(&self.device.state);
         st.bus.reset_bus_state();
         st.group = Group::default();
@@ -605,6 +614,11 @@ impl VhostUserBackend for I2cConn {
     fn set_event_idx(&self, _enabled: bool) {}
 
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
+        tracing::debug!(
+            "i2c: SET_MEM_TABLE: {} region(s), {} bytes",
+            mem.memory().num_regions(),
+            mem.memory().iter().map(|r| r.len()).sum::<u64>()
+        );
         *lock(&self.mem) = Some(mem);
         Ok(())
     }

@@ -132,8 +132,9 @@ pub fn load_str(text: &str, path: &Path) -> Result<Vec<Plan>, SuiteError> {
     });
     let mut seen = BTreeSet::new();
     let mut plans = Vec::new();
-    for sc in &file.scenarios {
-        let locate = |needle: &str| locate(text, path, &sc.name, needle);
+    for (i, sc) in file.scenarios.iter().enumerate() {
+        let nth = file.scenarios[..i].iter().filter(|o| o.name == sc.name).count();
+        let locate = |needle: &str| locate(text, path, &sc.name, nth, needle);
         let invalid = |needle: &str, message: String| SuiteError::Invalid {
             at: locate(needle),
             scenario: sc.name.clone(),
@@ -166,15 +167,20 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
-/// Finds `needle` in the scenario named `scenario` (its `name:` line, then
-/// the first line after it containing `needle`), for pass-two errors.
-fn locate(text: &str, path: &Path, scenario: &str, needle: &str) -> Location {
+/// Finds `needle` in the `nth` scenario named `scenario` (its `name:` line,
+/// then the first line after it containing `needle`), for pass-two errors.
+fn locate(text: &str, path: &Path, scenario: &str, nth: usize, needle: &str) -> Location {
     let mut start = None;
+    let mut skip = nth;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim_start().trim_start_matches("- ").trim_start();
         if start.is_none() {
             if let Some(rest) = t.strip_prefix("name:") {
                 if rest.trim().trim_matches(['"', '\'']) == scenario {
+                    if skip > 0 {
+                        skip -= 1;
+                        continue;
+                    }
                     start = Some(i);
                     if needle.is_empty() {
                         return Location {

@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod load;
+pub mod schedule;
 pub mod schema;

@@ -115,7 +115,10 @@ pub fn load_file(path: &Path) -> Result<Vec<Plan>, SuiteError> {
 /// Parses and checks suite text; `path` names it in errors.
 pub fn load_str(text: &str, path: &Path) -> Result<Vec<Plan>, SuiteError> {
     let file: SuiteFile = serde_yaml_ng::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         SuiteError::Parse {
             at: Location {
                 file: path.to_owned(),
@@ -133,7 +136,10 @@ pub fn load_str(text: &str, path: &Path) -> Result<Vec<Plan>, SuiteError> {
     let mut seen = BTreeSet::new();
     let mut plans = Vec::new();
     for (i, sc) in file.scenarios.iter().enumerate() {
-        let nth = file.scenarios[..i].iter().filter(|o| o.name == sc.name).count();
+        let nth = file.scenarios[..i]
+            .iter()
+            .filter(|o| o.name == sc.name)
+            .count();
         let locate = |needle: &str| locate(text, path, &sc.name, nth, needle);
         let invalid = |needle: &str, message: String| SuiteError::Invalid {
             at: locate(needle),
@@ -215,7 +221,10 @@ fn locate(text: &str, path: &Path, scenario: &str, nth: usize, needle: &str) -> 
 fn check_chip(spec: &str) -> Result<(), String> {
     // Replaced by the backend's own parser once it is exported.
     let mut parts = spec.split(':');
-    let _model = parts.next().filter(|m| !m.is_empty()).ok_or("missing model")?;
+    let _model = parts
+        .next()
+        .filter(|m| !m.is_empty())
+        .ok_or("missing model")?;
     let addr = parts.next().ok_or("missing address")?;
     let v = match addr.strip_prefix("0x") {
         Some(h) => u16::from_str_radix(h, 16),
@@ -234,7 +243,9 @@ pub fn parse_delay(s: &str) -> Result<(Duration, Duration), String> {
         Some((a, b)) => (a.trim(), b.trim()),
         None => (s.trim(), s.trim()),
     };
-    let p = |x: &str| humantime::parse_duration(x).map_err(|e| format!("bad duration `{x}` in delay `{s}`: {e}"));
+    let p = |x: &str| {
+        humantime::parse_duration(x).map_err(|e| format!("bad duration `{x}` in delay `{s}`: {e}"))
+    };
     let (lo, hi) = (p(a)?, p(b)?);
     if lo > hi {
         return Err(format!("delay `{s}`: the minimum is above the maximum"));
@@ -272,12 +283,23 @@ fn resolve(
     let mut ids = BTreeSet::new();
     for dev in &devices {
         if !ids.insert(dev.id().to_owned()) {
-            return Err(invalid(dev.id(), format!("device id `{}` is used twice", dev.id())));
-        }
-        if dev.id().is_empty() || !dev.id().chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
             return Err(invalid(
                 dev.id(),
-                format!("device id `{}` must be letters, digits, `-` or `_`", dev.id()),
+                format!("device id `{}` is used twice", dev.id()),
+            ));
+        }
+        if dev.id().is_empty()
+            || !dev
+                .id()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                dev.id(),
+                format!(
+                    "device id `{}` must be letters, digits, `-` or `_`",
+                    dev.id()
+                ),
             ));
         }
         if let DeviceSpec::I2c { chips, .. } = dev {
@@ -294,7 +316,10 @@ fn resolve(
         match kind_of(id) {
             None => Err(invalid(
                 id,
-                format!("{what} names device `{id}`, which is not among its devices ({})", list()),
+                format!(
+                    "{what} names device `{id}`, which is not among its devices ({})",
+                    list()
+                ),
             )),
             Some(k) if k != want => Err(invalid(
                 id,
@@ -309,9 +334,15 @@ fn resolve(
     }
     for s in sc.setup.iter().chain(&sc.after) {
         match s {
-            Step::NewDevice { adapter, .. } => check_ref(adapter, DeviceKind::I2c, "a new-device step")?,
-            Step::DriveLine { device, .. } => check_ref(device, DeviceKind::Gpio, "a drive-line step")?,
-            Step::Exec(argv) if argv.is_empty() => return Err(invalid("exec", "exec needs a command".into())),
+            Step::NewDevice { adapter, .. } => {
+                check_ref(adapter, DeviceKind::I2c, "a new-device step")?
+            }
+            Step::DriveLine { device, .. } => {
+                check_ref(device, DeviceKind::Gpio, "a drive-line step")?
+            }
+            Step::Exec(argv) if argv.is_empty() => {
+                return Err(invalid("exec", "exec needs a command".into()));
+            }
             _ => {}
         }
     }
@@ -338,7 +369,10 @@ fn resolve(
     match &sc.expect {
         Expectation::Reproduces(re) => {
             if let Err(e) = regex::Regex::new(re) {
-                return Err(invalid("reproduces", format!("bad regex in reproduces: {e}")));
+                return Err(invalid(
+                    "reproduces",
+                    format!("bad regex in reproduces: {e}"),
+                ));
             }
         }
         Expectation::HangsIn(f) if f.trim().is_empty() => {
@@ -355,7 +389,10 @@ fn resolve(
         cycles: unplug.cycles.or(d.cycles).unwrap_or(DEFAULT_CYCLES),
         duration: unplug.duration,
         delay,
-        unplug_timeout: sc.unplug_timeout.or(d.unplug_timeout).unwrap_or(DEFAULT_UNPLUG_TIMEOUT),
+        unplug_timeout: sc
+            .unplug_timeout
+            .or(d.unplug_timeout)
+            .unwrap_or(DEFAULT_UNPLUG_TIMEOUT),
         consumer_deadline: sc
             .consumer_deadline
             .or(d.consumer_deadline)
@@ -404,12 +441,18 @@ scenarios:
         assert_eq!(p.len(), 3);
         assert_eq!(p[0].cycles, 2);
         assert_eq!(p[0].unplug_timeout, Duration::from_secs(5));
-        assert_eq!(p[0].delay, (Duration::from_millis(100), Duration::from_secs(1)));
+        assert_eq!(
+            p[0].delay,
+            (Duration::from_millis(100), Duration::from_secs(1))
+        );
         assert_eq!(p[1].cycles, 5);
         assert_eq!(p[1].settle, Duration::from_secs(40));
         assert_eq!(p[1].devices, DeviceSpec::defaults());
         assert_eq!(p[2].cycles, 0, "no unplug section means no cycles");
-        assert_eq!(p[2].scenario.expect, Expectation::Reproduces("KASAN: .* in lkdtm_".into()));
+        assert_eq!(
+            p[2].scenario.expect,
+            Expectation::Reproduces("KASAN: .* in lkdtm_".into())
+        );
     }
 
     fn err(text: &str) -> String {
@@ -446,37 +489,55 @@ scenarios:
 
     #[test]
     fn load_str_consumer_on_unknown_device_points_at_it() {
-        let e = err("scenarios:\n  - name: a\n    consumers:\n      - gpio-hold: { device: gpio9, line: 1 }\n    expect: clean\n");
+        let e = err(
+            "scenarios:\n  - name: a\n    consumers:\n      - gpio-hold: { device: gpio9, line: 1 }\n    expect: clean\n",
+        );
         assert!(e.starts_with("suites/t.yaml:4:"), "{e}");
         assert!(e.contains("gpio9") && e.contains("gpio0, i2c0"), "{e}");
     }
 
     #[test]
     fn load_str_consumer_on_wrong_kind_is_an_error() {
-        let e = err("scenarios:\n  - name: a\n    consumers:\n      - i2c-hold: { device: gpio0 }\n    expect: clean\n");
+        let e = err(
+            "scenarios:\n  - name: a\n    consumers:\n      - i2c-hold: { device: gpio0 }\n    expect: clean\n",
+        );
         assert!(e.contains("needs a I2c device"), "{e}");
     }
 
     #[test]
     fn load_str_bad_regex_bad_delay_bad_chip_duplicates_are_errors() {
-        assert!(err("scenarios:\n  - name: a\n    expect: { reproduces: \"(\" }\n").contains("bad regex"));
+        assert!(
+            err("scenarios:\n  - name: a\n    expect: { reproduces: \"(\" }\n")
+                .contains("bad regex")
+        );
         assert!(err("scenarios:\n  - name: a\n    unplug: { method: qmp, delay: 2s..1s }\n    expect: clean\n").contains("minimum is above"));
         assert!(err("scenarios:\n  - name: a\n    devices: [{ kind: i2c, id: i2c0, chips: [\"at24:0x90:24c02\"] }]\n    expect: clean\n").contains("bad chip"));
         let e = err("scenarios:\n  - name: a\n    expect: clean\n  - name: a\n    expect: clean\n");
-        assert!(e.contains("duplicate scenario") && e.starts_with("suites/t.yaml:4:"), "{e}");
+        assert!(
+            e.contains("duplicate scenario") && e.starts_with("suites/t.yaml:4:"),
+            "{e}"
+        );
         assert!(err("scenarios: []\n").contains("no scenarios"));
     }
 
     #[test]
     fn load_file_missing_names_path() {
-        let e = load_file(Path::new("no/such/suite.yaml")).unwrap_err().to_string();
+        let e = load_file(Path::new("no/such/suite.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no/such/suite.yaml"), "{e}");
     }
 
     #[test]
     fn parse_delay_single_value_and_range() {
-        assert_eq!(parse_delay("1s").unwrap(), (Duration::from_secs(1), Duration::from_secs(1)));
-        assert_eq!(parse_delay("0ms..250ms").unwrap(), (Duration::ZERO, Duration::from_millis(250)));
+        assert_eq!(
+            parse_delay("1s").unwrap(),
+            (Duration::from_secs(1), Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse_delay("0ms..250ms").unwrap(),
+            (Duration::ZERO, Duration::from_millis(250))
+        );
         assert!(parse_delay("x..1s").is_err());
     }
 }

@@ -2,6 +2,9 @@
 //! from seeds, the engine that runs scenarios, and `dangle run`.
 
 pub mod cli;
+pub mod events;
 pub mod load;
+pub mod outcome;
+pub mod reporters;
 pub mod schedule;
 pub mod schema;

@@ -58,7 +58,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// A fresh schedule from `seed`.
-    pub fn new(seed: u64, scenario: &str, targets: Vec<String>, delay: (Duration, Duration)) -> Self {
+    pub fn new(
+        seed: u64,
+        scenario: &str,
+        targets: Vec<String>,
+        delay: (Duration, Duration),
+    ) -> Self {
         let s = scenario_seed(seed, scenario);
         Self {
             rng: ChaCha8Rng::seed_from_u64(s),
@@ -91,8 +96,15 @@ impl Scheduler {
                 return None;
             }
             let target = self.targets[self.rng.random_range(0..self.targets.len())].clone();
-            let (lo, hi) = (self.delay.0.as_millis() as u64, self.delay.1.as_millis() as u64);
-            let delay_ms = if hi > lo { self.rng.random_range(lo..=hi) } else { lo };
+            let (lo, hi) = (
+                self.delay.0.as_millis() as u64,
+                self.delay.1.as_millis() as u64,
+            );
+            let delay_ms = if hi > lo {
+                self.rng.random_range(lo..=hi)
+            } else {
+                lo
+            };
             Cycle {
                 index,
                 target,
@@ -167,6 +179,9 @@ mod tests {
     #[test]
     fn scenario_seed_is_stable_across_builds() {
         // A fixed value: a change here silently breaks every recorded seed.
-        assert_eq!(format!("{:016x}", scenario_seed(1, "smoke")), "ac0d922acbf350c0");
+        assert_eq!(
+            format!("{:016x}", scenario_seed(1, "smoke")),
+            "ac0d922acbf350c0"
+        );
     }
 }

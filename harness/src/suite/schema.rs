@@ -351,7 +351,11 @@ mod enum_map {
                         tag: Tag::new(tag),
                         value: body,
                     })),
-                    other => return Err(E::custom(format!("expected a name as key, found {other:?}"))),
+                    other => {
+                        return Err(E::custom(format!(
+                            "expected a name as key, found {other:?}"
+                        )));
+                    }
                 }
             }
             Value::Mapping(m) if m.len() > 1 => {
@@ -380,7 +384,9 @@ mod enum_map {
         items
             .into_iter()
             .enumerate()
-            .map(|(i, v)| convert(v).map_err(|e: D::Error| D::Error::custom(format!("item {}: {e}", i + 1))))
+            .map(|(i, v)| {
+                convert(v).map_err(|e: D::Error| D::Error::custom(format!("item {}: {e}", i + 1)))
+            })
             .collect()
     }
 }

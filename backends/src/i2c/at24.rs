@@ -31,6 +31,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
 use super::client::{ChipCommand, ChipReply, I2cClient, I2cError};
 
 /// Value of an erased EEPROM byte.
@@ -39,7 +42,7 @@ pub const ERASED: u8 = 0xff;
 /// Errors setting up an [`At24`].
 #[derive(Debug, thiserror::Error)]
 pub enum At24Error {
-    /// The backing file exists but could not be opened or inspected.
+    /// The backing file exists but could not be opened, locked or inspected.
     #[error("cannot open eeprom backing file {}", path.display())]
     Open {
         /// The backing file.
@@ -65,6 +68,12 @@ pub enum At24Error {
         /// Why.
         #[source]
         source: io::Error,
+    },
+    /// Another chip or process holds the backing file.
+    #[error("eeprom backing file {} is in use by another chip or process", path.display())]
+    InUse {
+        /// The backing file.
+        path: PathBuf,
     },
     /// The backing file's size differs from the chip's memory size.
     #[error(
@@ -203,7 +212,8 @@ impl fmt::Display for At24Model {
 /// The file an [`At24`] writes through to.
 struct Backing {
     path: PathBuf,
-    file: File,
+    /// Held locked (`flock`) for the chip's lifetime.
+    file: Flock<File>,
 }
 
 /// An AT24 EEPROM on the bus.
@@ -242,51 +252,58 @@ impl At24 {
     /// written through on every programmed page.
     pub fn with_backing_file(model: At24Model, path: &Path) -> Result<Self, At24Error> {
         let mut chip = Self::new(model);
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(mut file) => {
-                let actual = file
-                    .metadata()
-                    .map_err(|source| At24Error::Open {
-                        path: path.to_owned(),
-                        source,
-                    })?
-                    .len();
-                if actual != model.size() as u64 {
-                    return Err(At24Error::WrongSize {
-                        path: path.to_owned(),
-                        actual,
-                        expected: model.size(),
-                        model,
-                    });
-                }
-                file.read_exact(&mut chip.mem)
-                    .map_err(|source| At24Error::Read {
-                        path: path.to_owned(),
-                        source,
-                    })?;
-                file
-            }
+        let open_error = |source| At24Error::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let (file, created) = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => (file, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let create = |source| At24Error::Create {
-                    path: path.to_owned(),
-                    source,
-                };
-                let mut file = OpenOptions::new()
+                let file = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create_new(true)
                     .open(path)
-                    .map_err(create)?;
-                file.write_all(&chip.mem).map_err(create)?;
-                file
+                    .map_err(|source| At24Error::Create {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                (file, true)
             }
-            Err(source) => {
-                return Err(At24Error::Open {
+            Err(source) => return Err(open_error(source)),
+        };
+        // Two chips (in this process or another backend) writing through to
+        // one file would interleave pages: the first holds the file.
+        let mut file = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(
+            |(_, errno)| match errno {
+                Errno::EWOULDBLOCK => At24Error::InUse {
+                    path: path.to_owned(),
+                },
+                errno => open_error(io::Error::from(errno)),
+            },
+        )?;
+        if created {
+            file.write_all(&chip.mem)
+                .map_err(|source| At24Error::Create {
                     path: path.to_owned(),
                     source,
+                })?;
+        } else {
+            let actual = file.metadata().map_err(open_error)?.len();
+            if actual != model.size() as u64 {
+                return Err(At24Error::WrongSize {
+                    path: path.to_owned(),
+                    actual,
+                    expected: model.size(),
+                    model,
                 });
             }
-        };
+            file.read_exact(&mut chip.mem)
+                .map_err(|source| At24Error::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+        }
         chip.backing = Some(Backing {
             path: path.to_owned(),
             file,
@@ -685,6 +702,22 @@ mod tests {
             msg.contains("100") && msg.contains("256") && msg.contains("24c02"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn at24_backing_file_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eeprom.bin");
+        let first = At24::with_backing_file(At24Model::C02, &path).unwrap();
+        let err = At24::with_backing_file(At24Model::C02, &path).unwrap_err();
+        assert!(matches!(err, At24Error::InUse { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        // Released with the chip.
+        drop(first);
+        At24::with_backing_file(At24Model::C02, &path).unwrap();
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub enum BusError {
 }
 
 /// One chip on the bus, for display.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChipInfo {
     /// Base 7-bit address.
     pub addr: u16,

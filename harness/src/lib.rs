@@ -3,6 +3,7 @@
 //!
 //! The `dangle` binary is a thin front end over this crate (see [`cli`]).
 
+pub mod agent;
 pub mod cli;
 pub mod exit;
 pub mod image;

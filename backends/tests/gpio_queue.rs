@@ -1,6 +1,9 @@
 //! GPIO request and event queue handling, driven through `MockSplitQueue`.
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on unexpected errors")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on unexpected errors"
+)]
 
 mod common;
 
@@ -318,4 +321,16 @@ fn storm_fault_toggles_line() {
     }
     // 5 toggles starting high: high, low, high, low, high.
     assert!(dev.line_states()[6].input);
+}
+
+#[test]
+fn config_space_reads_are_bounds_checked() {
+    let (_dev, conn) = device(&[]);
+    let full = conn.get_config(0, 8);
+    assert_eq!(full.len(), 8);
+    assert_eq!(&full[..2], &8u16.to_le_bytes());
+    assert_eq!(conn.get_config(6, 2), full[6..8]);
+    assert!(conn.get_config(4, 8).is_empty());
+    assert!(conn.get_config(8, 1).is_empty());
+    assert!(conn.get_config(u32::MAX, 2).is_empty());
 }

@@ -1,6 +1,9 @@
 //! I2C request queue handling, driven through `MockSplitQueue`.
 
-#![expect(clippy::unwrap_used, reason = "test helpers fail loudly on unexpected errors")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on unexpected errors"
+)]
 
 mod common;
 

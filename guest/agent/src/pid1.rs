@@ -34,6 +34,9 @@ pub const CHANNEL_WAIT: Duration = Duration::from_secs(10);
 /// The serial port used when no virtio-serial port is named
 /// [`AGENT_PORT_NAME`].
 pub const FALLBACK_CHANNEL: &str = "/dev/ttyS1";
+/// When the agent is not PID 1 (tests on the host), the channel device is
+/// taken from this environment variable instead of the kernel cmdline.
+pub const CHANNEL_ENV: &str = "DANGLE_AGENT_CHANNEL";
 /// Pause before reading again after the host side closed the channel.
 pub const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
@@ -130,7 +133,10 @@ fn open_channel(sysfs: &Sysfs, cfg: &BootConfig) -> Option<File> {
     };
     if let Some(p) = &cfg.channel {
         return match open(p) {
-            Ok(f) => Some(f),
+            Ok(f) => {
+                make_raw_if_tty(&f, p);
+                Some(f)
+            }
             Err(e) => {
                 tracing::error!("channel {}: {e}", p.display());
                 None
@@ -152,15 +158,7 @@ fn open_channel(sysfs: &Sysfs, cfg: &BootConfig) -> Option<File> {
     }
     match open(Path::new(FALLBACK_CHANNEL)) {
         Ok(f) => {
-            match tcgetattr(&f) {
-                Ok(mut t) => {
-                    cfmakeraw(&mut t);
-                    if let Err(e) = tcsetattr(&f, SetArg::TCSANOW, &t) {
-                        tracing::warn!("raw mode on {FALLBACK_CHANNEL}: {e}");
-                    }
-                }
-                Err(e) => tracing::warn!("tcgetattr {FALLBACK_CHANNEL}: {e}"),
-            }
+            make_raw_if_tty(&f, Path::new(FALLBACK_CHANNEL));
             tracing::info!("channel: {FALLBACK_CHANNEL}");
             Some(f)
         }
@@ -168,6 +166,23 @@ fn open_channel(sysfs: &Sysfs, cfg: &BootConfig) -> Option<File> {
             tracing::error!("no channel: no {AGENT_PORT_NAME} port and {FALLBACK_CHANNEL}: {e}");
             None
         }
+    }
+}
+
+/// A serial line or pty must not echo, translate newlines or treat
+/// control characters: the protocol is bytes.
+fn make_raw_if_tty(f: &File, path: &Path) {
+    if !nix::unistd::isatty(f).unwrap_or(false) {
+        return;
+    }
+    match tcgetattr(f) {
+        Ok(mut t) => {
+            cfmakeraw(&mut t);
+            if let Err(e) = tcsetattr(f, SetArg::TCSANOW, &t) {
+                tracing::warn!("raw mode on {}: {e}", path.display());
+            }
+        }
+        Err(e) => tracing::warn!("tcgetattr {}: {e}", path.display()),
     }
 }
 
@@ -258,7 +273,14 @@ pub fn main() -> ! {
     }
     let sysfs = Sysfs::default();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let cfg = BootConfig::parse(&cmdline);
+    let mut cfg = BootConfig::parse(&cmdline);
+    if !pid1 {
+        // Outside a VM (tests) the host's cmdline says nothing to us.
+        cfg = BootConfig {
+            channel: std::env::var_os(CHANNEL_ENV).map(PathBuf::from),
+            ..BootConfig::default()
+        };
+    }
     if pid1 {
         write_sysctl("/proc/sys/kernel/panic_on_warn", "0");
         if let Some(n) = cfg.hung_task_timeout_secs {
@@ -275,14 +297,25 @@ pub fn main() -> ! {
     if cfg.shell {
         spawn_shell(Arc::clone(&reaper));
     }
+    // PID 1 must never exit (the kernel would panic); a test run may.
+    let give_up = || -> ! {
+        if pid1 {
+            halt_forever()
+        }
+        std::process::exit(1)
+    };
+    if !pid1 && cfg.channel.is_none() {
+        tracing::error!("not PID 1 and {CHANNEL_ENV} is not set: no channel");
+        give_up()
+    }
     let Some(channel) = open_channel(&sysfs, &cfg) else {
-        halt_forever()
+        give_up()
     };
     let (reader, writer_file) = match channel.try_clone() {
         Ok(w) => (channel, w),
         Err(e) => {
             tracing::error!("dup channel: {e}");
-            halt_forever()
+            give_up()
         }
     };
     let outbox = spawn_writer(writer_file);

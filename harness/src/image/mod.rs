@@ -577,6 +577,13 @@ pub fn build_image(opts: &ImageOptions) -> Result<Image, ImageError> {
         path: path.clone(),
         source: e.into_error(),
     })?;
+    // NamedTempFile is 0600; the image is no secret and others (a CI
+    // user, QEMU under another uid) may read it.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .map_err(io_err("cannot chmod", tmp.path()))?;
     tmp.persist(&path).map_err(|e| ImageError::Io {
         what: "cannot rename into",
         path: path.clone(),

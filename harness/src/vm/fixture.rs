@@ -65,6 +65,9 @@ pub enum VmError {
     /// No device with this id.
     #[error("no device {0} in this vm")]
     NoDevice(String),
+    /// More devices than root ports fit on the machine.
+    #[error("{0} devices asked for, at most {max} fit", max = qemu::MAX_ROOT_PORTS)]
+    TooManyDevices(usize),
 }
 
 /// Everything needed to start a VM.
@@ -211,6 +214,9 @@ impl Vm {
                 });
             }
         }
+        if spec.devices.len() > qemu::MAX_ROOT_PORTS {
+            return Err(VmError::TooManyDevices(spec.devices.len()));
+        }
         if !spec.qemu.is_file() && find_qemu().is_none() {
             return Err(VmError::NoQemu);
         }
@@ -240,7 +246,8 @@ impl Vm {
 
         let console_path = spec.artifacts.join("console.log");
         let qmp_socket = sockdir.path().join("qmp.sock");
-        let root_ports: Vec<String> = (0..spec.devices.len() + spec.spare_root_ports as usize)
+        let root_ports: Vec<String> = (0..(spec.devices.len() + spec.spare_root_ports as usize)
+            .min(qemu::MAX_ROOT_PORTS))
             .map(qemu::root_port_name)
             .collect();
         let mut cmdline = qemu::default_cmdline();
@@ -385,6 +392,12 @@ impl Vm {
     /// The root port a device sits on.
     pub fn root_port(&self, id: &str) -> Result<String, VmError> {
         Ok(self.root_ports[self.backend_index(id)?].clone())
+    }
+
+    /// The guest PCI address of the root port a device sits on; the
+    /// device's own sysfs path runs through it.
+    pub fn root_port_pci_address(&self, id: &str) -> Result<String, VmError> {
+        Ok(qemu::root_port_pci_address(self.backend_index(id)?))
     }
 
     /// `Some(status)` if QEMU has exited.

@@ -127,6 +127,19 @@ pub fn root_port_name(index: usize) -> String {
     format!("rp{}", index + 1)
 }
 
+/// PCI slot of the first root port on `pcie.0`. Root ports sit at fixed
+/// slots so the guest-side PCI path of a device (`0000:00:SS.0/...`) tells
+/// which dangle device it is, whatever order the guest enumerates in.
+pub const FIRST_ROOT_PORT_SLOT: usize = 0x10;
+
+/// Most root ports that fit below q35's fixed devices at slot 0x1f.
+pub const MAX_ROOT_PORTS: usize = 0x1f - FIRST_ROOT_PORT_SLOT;
+
+/// The guest PCI address of root port `index`, e.g. `0000:00:10.0`.
+pub fn root_port_pci_address(index: usize) -> String {
+    format!("0000:00:{:02x}.0", FIRST_ROOT_PORT_SLOT + index)
+}
+
 /// The QEMU arguments (without the program) for `cfg`.
 pub fn qemu_args(cfg: &QemuConfig) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
@@ -184,15 +197,16 @@ pub fn qemu_args(cfg: &QemuConfig) -> Vec<OsString> {
         "-device",
         &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
     ]);
-    let ports = cfg.devices.len() + cfg.spare_root_ports as usize;
+    let ports = (cfg.devices.len() + cfg.spare_root_ports as usize).min(MAX_ROOT_PORTS);
     for i in 0..ports {
         push(&[
             "-device",
             &format!(
-                "pcie-root-port,id={},chassis={},slot={},bus=pcie.0",
+                "pcie-root-port,id={},chassis={},slot={},bus=pcie.0,addr={:#04x}",
                 root_port_name(i),
                 i + 1,
-                i + 1
+                i + 1,
+                FIRST_ROOT_PORT_SLOT + i
             ),
         ]);
     }
@@ -274,8 +288,8 @@ mod tests {
     #[test]
     fn qemu_args_devices_each_on_own_root_port_plus_spares() {
         let s = joined(&cfg());
-        assert!(s.contains("pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0"));
-        assert!(s.contains("pcie-root-port,id=rp3,chassis=3,slot=3,bus=pcie.0"));
+        assert!(s.contains("pcie-root-port,id=rp1,chassis=1,slot=1,bus=pcie.0,addr=0x10"));
+        assert!(s.contains("pcie-root-port,id=rp3,chassis=3,slot=3,bus=pcie.0,addr=0x12"));
         assert!(!s.contains("id=rp4"));
         assert!(s.contains("-chardev socket,id=gpio0-c0,path=s/gpio0.sock -device vhost-user-gpio-pci,chardev=gpio0-c0,id=gpio0,bus=rp1"));
         assert!(s.contains("vhost-user-i2c-pci,chardev=i2c0-c0,id=i2c0,bus=rp2"));

@@ -8,3 +8,4 @@ pub mod outcome;
 pub mod reporters;
 pub mod schedule;
 pub mod schema;
+pub mod translate;

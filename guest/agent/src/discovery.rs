@@ -93,9 +93,14 @@ impl Sysfs {
                 std::fs::read_to_string(self.path(&format!("/sys/bus/i2c/devices/{name}/name")))
                     .map(|s| s.trim_end().to_owned())
                     .unwrap_or_default();
+            let device_path =
+                std::fs::canonicalize(self.path(&format!("/sys/bus/i2c/devices/{name}")))
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned());
             out.push(I2cAdapterInfo {
                 bus,
                 name: adapter_name,
+                device_path,
             });
         }
         out.sort_by_key(|a| a.bus);
@@ -185,11 +190,15 @@ pub fn gpio_chips() -> Vec<GpioChipInfo> {
         .filter_map(|p| {
             let chip = gpiocdev::Chip::from_path(&p).ok()?;
             let info = chip.info().ok()?;
+            let device_path = std::fs::canonicalize(format!("/sys/bus/gpio/devices/{}", info.name))
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned());
             Some(GpioChipInfo {
                 name: info.name,
                 label: info.label,
                 lines: info.num_lines,
                 path: p.to_string_lossy().into_owned(),
+                device_path,
             })
         })
         .collect()
@@ -314,12 +323,14 @@ mod tests {
                 label: "virtio0".to_owned(),
                 lines: 8,
                 path: "/dev/gpiochip0".to_owned(),
+                device_path: None,
             },
             GpioChipInfo {
                 name: "gpiochip1".to_owned(),
                 label: "pca9555".to_owned(),
                 lines: 16,
                 path: "/dev/gpiochip1".to_owned(),
+                device_path: None,
             },
         ];
         let by = |s: ChipSelector| select_chip(&chips, &s).map(|c| c.name.clone());

@@ -671,6 +671,11 @@ pub struct GpioChipInfo {
     pub lines: u32,
     /// e.g. `/dev/gpiochip0`.
     pub path: String,
+    /// The chip's device in sysfs, resolved, e.g.
+    /// `/sys/devices/pci0000:00/0000:00:10.0/0000:01:00.0/virtio1/gpiochip0`:
+    /// the PCI part tells the host which of its devices this is.
+    #[serde(default)]
+    pub device_path: Option<String>,
 }
 
 /// One I2C adapter.
@@ -680,6 +685,10 @@ pub struct I2cAdapterInfo {
     pub bus: u32,
     /// The adapter's name attribute.
     pub name: String,
+    /// The adapter's device in sysfs, resolved (see
+    /// [`GpioChipInfo::device_path`]).
+    #[serde(default)]
+    pub device_path: Option<String>,
 }
 
 /// One nvmem device.

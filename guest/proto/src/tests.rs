@@ -228,10 +228,15 @@ fn all_guest_messages() -> Vec<GuestMessage> {
                 label: "virtio0".to_owned(),
                 lines: 8,
                 path: "/dev/gpiochip0".to_owned(),
+                device_path: Some(
+                    "/sys/devices/pci0000:00/0000:00:10.0/0000:01:00.0/virtio1/gpiochip0"
+                        .to_owned(),
+                ),
             }],
             i2c_adapters: vec![I2cAdapterInfo {
                 bus: 0,
                 name: "i2c_virtio at virtio bus 1".to_owned(),
+                device_path: None,
             }],
             nvmem: vec![NvmemInfo {
                 name: "0-00500".to_owned(),

@@ -2,7 +2,9 @@
 //! from seeds, the engine that runs scenarios, and `dangle run`.
 
 pub mod cli;
+pub mod engine;
 pub mod events;
+pub mod guest;
 pub mod load;
 pub mod outcome;
 pub mod reporters;

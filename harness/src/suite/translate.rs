@@ -21,12 +21,55 @@ pub enum GuestName {
     GpioChip {
         /// Chip label.
         label: String,
+        /// Where it sits.
+        at: GuestPlace,
     },
     /// An I2C adapter, by bus number.
     I2cBus {
         /// N of `i2c-N`.
         bus: u32,
+        /// Where it sits.
+        at: GuestPlace,
     },
+}
+
+impl GuestName {
+    /// Where the device sits.
+    pub fn place(&self) -> &GuestPlace {
+        match self {
+            GuestName::GpioChip { at, .. } | GuestName::I2cBus { at, .. } => at,
+        }
+    }
+}
+
+/// The device's PCI endpoint and virtio device, from its sysfs path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestPlace {
+    /// PCI address of the virtio-pci endpoint, e.g. `0000:01:00.0`.
+    pub pci: Option<String>,
+    /// The virtio device, e.g. `virtio1`.
+    pub virtio: Option<String>,
+}
+
+impl GuestPlace {
+    /// Reads the endpoint (the component after the root port) and the
+    /// virtio device out of a resolved sysfs path.
+    pub fn from_sysfs_path(path: &str, root_port: &str) -> Self {
+        let parts: Vec<&str> = path.split('/').collect();
+        let pci = parts
+            .iter()
+            .position(|p| *p == root_port)
+            .and_then(|i| parts.get(i + 1))
+            .map(|s| (*s).to_owned());
+        let virtio = parts
+            .iter()
+            .find(|p| {
+                p.strip_prefix("virtio")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .map(|s| (*s).to_owned());
+        Self { pci, virtio }
+    }
 }
 
 /// dangle device id -> guest name.
@@ -45,7 +88,7 @@ pub enum TranslateError {
 
 fn chip(map: &GuestMap, id: &str) -> Result<ChipSelector, TranslateError> {
     match map.get(id) {
-        Some(GuestName::GpioChip { label }) => Ok(ChipSelector::Label(label.clone())),
+        Some(GuestName::GpioChip { label, .. }) => Ok(ChipSelector::Label(label.clone())),
         Some(_) => Err(TranslateError::WrongKind(id.to_owned(), "gpio controller")),
         None => Err(TranslateError::NotVisible(id.to_owned())),
     }
@@ -54,7 +97,7 @@ fn chip(map: &GuestMap, id: &str) -> Result<ChipSelector, TranslateError> {
 /// The bus number of an I2C device.
 pub fn bus(map: &GuestMap, id: &str) -> Result<u32, TranslateError> {
     match map.get(id) {
-        Some(GuestName::I2cBus { bus }) => Ok(*bus),
+        Some(GuestName::I2cBus { bus, .. }) => Ok(*bus),
         Some(_) => Err(TranslateError::WrongKind(id.to_owned(), "i2c adapter")),
         None => Err(TranslateError::NotVisible(id.to_owned())),
     }
@@ -184,9 +227,16 @@ mod tests {
             "gpio0".into(),
             GuestName::GpioChip {
                 label: "virtio1".into(),
+                at: GuestPlace::default(),
             },
         );
-        m.insert("i2c0".into(), GuestName::I2cBus { bus: 3 });
+        m.insert(
+            "i2c0".into(),
+            GuestName::I2cBus {
+                bus: 3,
+                at: GuestPlace::default(),
+            },
+        );
         m
     }
 
@@ -267,6 +317,20 @@ mod tests {
             consumer_spec(&c, &m).unwrap_err(),
             TranslateError::WrongKind(..)
         ));
+    }
+
+    #[test]
+    fn guest_place_from_sysfs_path_finds_endpoint_and_virtio() {
+        let p = GuestPlace::from_sysfs_path(
+            "/sys/devices/pci0000:00/0000:00:11.0/0000:02:00.0/virtio3/i2c-1",
+            "0000:00:11.0",
+        );
+        assert_eq!(p.pci.as_deref(), Some("0000:02:00.0"));
+        assert_eq!(p.virtio.as_deref(), Some("virtio3"));
+        assert_eq!(
+            GuestPlace::from_sysfs_path("/sys/x", "0000:00:11.0"),
+            GuestPlace::default()
+        );
     }
 
     #[test]

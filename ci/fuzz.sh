@@ -53,17 +53,19 @@ for target in "${targets[@]}"; do
 done
 
 failed=()
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 for target in "${targets[@]}"; do
     echo "==> fuzzing $target for ${seconds}s"
     mkdir -p "corpus/$target" "artifacts/$target"
-    marker="$(mktemp)"
     if ! "${fuzz[@]}" run "${build_flags[@]}" "$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        2>&1 | tee "$log"; then
         failed+=("$target")
-        echo "fuzz.sh: target $target failed; inputs saved:" >&2
-        find "$PWD/artifacts/$target" -type f -newer "$marker" -printf '  %p\n' >&2
+        echo "fuzz.sh: target $target failed; input saved as:" >&2
+        # libFuzzer names the file it wrote: "Test unit written to PATH".
+        sed -n 's/.*Test unit written to \(.*\)$/  \1/p' "$log" >&2
     fi
-    rm -f "$marker"
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then

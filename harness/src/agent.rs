@@ -351,6 +351,17 @@ impl AgentClient {
         })
     }
 
+    /// Interrupts a consumer's syscall in flight (it gets `EINTR` and goes
+    /// on).
+    ///
+    /// # Errors
+    /// See [`AgentClient::request`].
+    pub fn interrupt_consumer(&self, consumer: &str) -> Result<(), AgentError> {
+        self.expect_done(Request::InterruptConsumer {
+            consumer: consumer.to_owned(),
+        })
+    }
+
     /// Reports of one consumer or all.
     ///
     /// # Errors

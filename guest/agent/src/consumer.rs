@@ -188,6 +188,12 @@ impl Consumer {
         Self::signal_locked(&mut st);
     }
 
+    /// Interrupts the thread's syscall in flight without asking it to stop.
+    pub fn interrupt(&self) {
+        let mut st = lock(&self.state);
+        Self::signal_locked(&mut st);
+    }
+
     fn signal_locked(st: &mut State) {
         if let Some(t) = st.thread {
             // The thread clears `thread` under this lock before it exits,
@@ -370,6 +376,20 @@ impl Registry {
             .get(id)
             .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
         c.request_stop();
+        Ok(())
+    }
+
+    /// Interrupts consumer `id`'s syscall in flight (see
+    /// [`Consumer::interrupt`]).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`].
+    pub fn interrupt(&self, id: &str) -> Result<(), RegistryError> {
+        let map = lock(&self.consumers);
+        let c = map
+            .get(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
+        c.interrupt();
         Ok(())
     }
 
@@ -576,6 +596,53 @@ mod tests {
             } => {
                 assert_eq!(id, "reader");
                 assert_eq!(counters.total_errors(), 0, "EINTR must not count");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn interrupt_blocked_read_counts_eintr_and_keeps_going() {
+        install_stop_signal_handler().expect("sigaction");
+        let (sink, rx) = collecting_sink();
+        let reg = Registry::new(sink);
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let c = reg
+            .start("intr", Duration::from_secs(60), None, move |c| {
+                let mut buf = [0u8; 1];
+                // Two reads: the first is interrupted, the second gets a byte.
+                for _ in 0..2 {
+                    let _ = c.call("read", || {
+                        nix::unistd::read(r.as_fd(), &mut buf)
+                            .map_err(|e| OpError::errno("read", e as i32, "pipe"))
+                    });
+                }
+                Ok(Finish::Completed)
+            })
+            .expect("start");
+        wait_in_flight(&c);
+        // Re-interrupt until the EINTR is counted (the first signal may
+        // land before read() starts).
+        let end = Instant::now() + Duration::from_secs(5);
+        while !c
+            .report(Instant::now())
+            .counters
+            .errors
+            .contains_key("EINTR")
+        {
+            reg.interrupt("intr").expect("interrupt");
+            std::thread::sleep(Duration::from_millis(20));
+            assert!(Instant::now() < end, "read never interrupted");
+        }
+        wait_in_flight(&c);
+        nix::unistd::write(&w, b"x").expect("write");
+        match rx.recv_timeout(Duration::from_secs(5)).expect("exit") {
+            Event::ConsumerExited {
+                result: ConsumerResult::Completed { counters },
+                ..
+            } => {
+                assert_eq!(counters.ops_ok, 1);
+                assert_eq!(counters.errors.get("EINTR"), Some(&1));
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -256,6 +256,10 @@ impl Server {
                 Ok(()) => ReplyResult::Ok(Response::Done),
                 Err(e) => registry_err(&e),
             },
+            Request::InterruptConsumer { consumer } => match self.registry.interrupt(&consumer) {
+                Ok(()) => ReplyResult::Ok(Response::Done),
+                Err(e) => registry_err(&e),
+            },
             Request::ConsumerStatus { consumer } => {
                 match self.registry.status(consumer.as_deref()) {
                     Ok(consumers) => ReplyResult::Ok(Response::Consumers { consumers }),

@@ -111,6 +111,14 @@ pub enum Request {
         /// The consumer's name.
         consumer: String,
     },
+    /// Sends the stop signal to a consumer's thread without stopping it:
+    /// its syscall in flight returns `EINTR` (counted) and the loop goes
+    /// on. This is how a transfer gets interrupted mid-flight
+    /// (i2c-interrupted-xfer). Answered at once with [`Response::Done`].
+    InterruptConsumer {
+        /// The consumer's name.
+        consumer: String,
+    },
     /// Answered by [`Response::Consumers`]; all consumers when `consumer` is
     /// none, including those that exited and were not yet forgotten.
     ConsumerStatus {
@@ -396,8 +404,8 @@ pub struct InFlight {
 #[serde(rename_all = "snake_case")]
 pub enum ChipSelector {
     /// By chip label (virtio-gpio's label is its virtio device name, e.g.
-    /// `virtio0`; a PCA953x's is `pca9555`; gpio-aggregator's is
-    /// `gpio-aggregator.N`).
+    /// `virtio0`; a PCA953x's is its I2C client name, e.g. `0-0020`;
+    /// gpio-aggregator's is its platform device, `gpio-aggregator.N`).
     Label(String),
     /// By chip name, e.g. `gpiochip0`.
     Name(String),

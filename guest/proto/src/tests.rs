@@ -173,6 +173,9 @@ fn all_requests() -> Vec<Request> {
         Request::StopConsumer {
             consumer: "c1".to_owned(),
         },
+        Request::InterruptConsumer {
+            consumer: "c1".to_owned(),
+        },
         Request::ConsumerStatus { consumer: None },
         Request::ConsumerStatus {
             consumer: Some("c1".to_owned()),

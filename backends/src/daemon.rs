@@ -20,6 +20,13 @@
 //! plan) persists. When the front end hangs up (e.g. QMP `device_del` then
 //! `chardev-remove`), the worker threads are stopped through the backend's
 //! `exit_event()` and the loop accepts the next connection on the same path.
+//!
+//! Chains held by a `hold` fault are released when their ring goes away:
+//! on `GET_VRING_BASE` (the front end stops the ring) and on disconnect they
+//! are dropped, since a stopped ring can take no used entries; while the
+//! ring runs, the control request `release_held` returns them with `ERR`.
+//! A `delay` fault sleeps in the ring's worker thread, so it also delays
+//! the ring's stop by up to one delay.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};

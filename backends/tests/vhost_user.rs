@@ -319,3 +319,23 @@ fn control_socket_round_trips_and_refusals() {
     c.clear_faults().unwrap();
     assert_eq!(c.release_held().unwrap(), 0);
 }
+
+#[test]
+fn held_chain_dropped_when_ring_stops() {
+    let s = i2c();
+    let (mut fe, _) = negotiate(&s.sock, 1);
+    let sm = shared_mem(&mut fe);
+    let mut q = common::MockQueue::new(&sm.mem, 0, 0x10_0000, 64);
+    let (kick, _call) = setup_vring(&mut fe, &sm, &q, 0);
+    let mut client = Client::connect(&s.ctl).unwrap();
+    client.set_faults(&["hold:addr=0x50"]).unwrap();
+    let mut hdr = (0x50u16 << 1).to_le_bytes().to_vec();
+    hdr.extend_from_slice(&[0; 6]);
+    q.add(&[D::R(hdr), D::W(1)]);
+    kick.write(1).unwrap();
+    wait_for("held chain", || client.counters().unwrap().held == 1);
+    assert!(q.take_used().is_empty(), "a held chain is not returned");
+    fe.get_vring_base(0).unwrap();
+    assert_eq!(client.counters().unwrap().held, 0);
+    assert_eq!(client.release_held().unwrap(), 0);
+}

@@ -366,6 +366,15 @@ impl<T> GpioLines<T> {
         std::mem::take(&mut self.ready)
     }
 
+    /// Drops every queued event buffer (the event queue was stopped; its
+    /// buffers belong to a ring that no longer exists). Latches stay.
+    pub fn forget_event_buffers(&mut self) {
+        for line in &mut self.lines {
+            line.waiting = None;
+        }
+        self.ready.clear();
+    }
+
     /// Forgets everything the driver set (directions, latches, interrupt
     /// types, queued buffers): a new front end starts from power-on. The
     /// levels the world drives persist.
@@ -530,6 +539,20 @@ mod tests {
             l.queue_event(0, 4),
             Err((4, GpioError::EventAlreadyQueued(0)))
         );
+    }
+
+    #[test]
+    fn forget_event_buffers_unmasks_nothing_and_keeps_latch() {
+        let mut l = lines();
+        l.set_irq_type(0, 3).unwrap();
+        l.queue_event(0, 1).unwrap();
+        l.set_irq_type(1, 3).unwrap();
+        l.drive_input(1, true).unwrap();
+        l.forget_event_buffers();
+        assert!(!l.state(0).unwrap().unmasked);
+        assert!(l.state(1).unwrap().latched);
+        l.drive_input(0, true).unwrap();
+        assert!(l.take_ready().is_empty());
     }
 
     #[test]

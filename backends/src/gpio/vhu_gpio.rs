@@ -726,6 +726,22 @@ impl VhostUserBackend for GpioConn {
 
     fn set_event_idx(&self, _enabled: bool) {}
 
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        // GET_VRING_BASE: the ring stops (driver reset or disconnect). Chains
+        // taken from it can never be returned into a later ring.
+        tracing::debug!("gpio: GET_VRING_BASE {queue_index} (stop)");
+        let mut st = lock(&self.device.state);
+        match u16::try_from(queue_index) {
+            Ok(REQUEST_QUEUE) => {
+                st.held.clear();
+                st.counters.held = 0;
+            }
+            Ok(EVENT_QUEUE) => st.lines.forget_event_buffers(),
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
         tracing::debug!("gpio: GET_CONFIG offset {offset} size {size}");
         let config = self.device.config();

@@ -613,6 +613,18 @@ impl VhostUserBackend for I2cConn {
 
     fn set_event_idx(&self, _enabled: bool) {}
 
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        // GET_VRING_BASE: the ring stops (driver reset or disconnect). Held
+        // chains can never be returned into a later ring; an open transfer
+        // ends.
+        tracing::debug!("i2c: GET_VRING_BASE {queue_index} (stop)");
+        let mut st = lock(&self.device.state);
+        st.held.clear();
+        st.counters.held = 0;
+        st.end_transfer();
+        Ok(())
+    }
+
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
         tracing::debug!(
             "i2c: SET_MEM_TABLE: {} region(s), {} bytes",

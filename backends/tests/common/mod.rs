@@ -1,7 +1,10 @@
 //! Test fixtures: a guest memory with `MockSplitQueue`s on it and a builder
 //! for descriptor chains.
 
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the fixtures"
+)]
 
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{RawDescriptor, split::Descriptor as SplitDescriptor};

@@ -339,3 +339,45 @@ fn held_chain_dropped_when_ring_stops() {
     assert_eq!(client.counters().unwrap().held, 0);
     assert_eq!(client.release_held().unwrap(), 0);
 }
+
+#[test]
+fn abort_fault_kills_the_process_at_request_n() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("i2c.sock");
+    // Through a shell that turns core dumps off: the abort is expected.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -c 0; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_dangle-backend"))
+        .args([
+            "i2c",
+            "--socket",
+            sock.to_str().unwrap(),
+            "--chip",
+            "at24:0x50:24c02",
+        ])
+        .args(["--fault", "abort:nth=2"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("backend socket", || sock.exists());
+    let (mut fe, _) = negotiate(&sock, 1);
+    let sm = shared_mem(&mut fe);
+    let mut q = common::MockQueue::new(&sm.mem, 0, 0x10_0000, 64);
+    let (kick, _call) = setup_vring(&mut fe, &sm, &q, 0);
+    let mut hdr = (0x50u16 << 1).to_le_bytes().to_vec();
+    hdr.extend_from_slice(&[0; 6]);
+    q.add(&[D::R(hdr.clone()), D::W(1)]);
+    kick.write(1).unwrap();
+    wait_for("first reply", || q.take_used().len() == 1);
+    assert!(child.try_wait().unwrap().is_none(), "alive after request 1");
+    q.add(&[D::R(hdr), D::W(1)]);
+    kick.write(1).unwrap();
+    let mut status = None;
+    wait_for("backend exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert_eq!(status.unwrap().signal(), Some(6), "SIGABRT");
+}

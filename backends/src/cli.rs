@@ -269,6 +269,12 @@ mod tests {
     }
 
     #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Top::command().debug_assert();
+    }
+
+    #[test]
     fn gpio_args_defaults_to_32_lines() {
         let c = gpio(&[]).unwrap();
         assert_eq!(c.lines, 32);

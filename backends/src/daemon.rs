@@ -196,6 +196,8 @@ pub trait Device: Send + Sync + 'static {
     /// The eventfd the connection's worker waits on for world-side events,
     /// and its epoll id.
     fn wake(conn: &Self::Conn) -> (&EventFd, u16);
+    /// A front end was accepted on the connection made by `connect`.
+    fn connected(&self) {}
     /// The connection ended.
     fn disconnect(&self);
 }
@@ -253,6 +255,7 @@ where
             .start(&mut vhost_listener)
             .map_err(|e| DaemonError::Vhost(e.to_string()))?;
         tracing::info!("{}: front end connected", device.kind());
+        device.connected();
         shutdown.set_active(daemon.shutdown_handle());
         if shutdown.is_triggered() {
             daemon.request_shutdown();

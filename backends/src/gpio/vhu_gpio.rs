@@ -346,7 +346,6 @@ impl GpioDevice {
         st.held.clear();
         st.release_held = false;
         st.counters.held = 0;
-        st.counters.connections += 1;
         *lock(&self.wake) = Some(wake);
     }
 
@@ -822,6 +821,10 @@ impl crate::daemon::Device for Arc<GpioDevice> {
 
     fn wake(conn: &GpioConn) -> (&EventFd, u16) {
         (&conn.wake, WAKE_EVENT)
+    }
+
+    fn connected(&self) {
+        lock(&self.state).counters.connections += 1;
     }
 
     fn disconnect(&self) {

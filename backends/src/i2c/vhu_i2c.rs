@@ -299,7 +299,6 @@ impl I2cDevice {
         st.held.clear();
         st.release_held = false;
         st.counters.held = 0;
-        st.counters.connections += 1;
         *lock(&self.wake) = Some(wake);
     }
 
@@ -681,6 +680,10 @@ impl crate::daemon::Device for Arc<I2cDevice> {
 
     fn wake(conn: &I2cConn) -> (&EventFd, u16) {
         (&conn.wake, WAKE_EVENT)
+    }
+
+    fn connected(&self) {
+        lock(&self.state).counters.connections += 1;
     }
 
     fn disconnect(&self) {

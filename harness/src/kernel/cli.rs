@@ -1,13 +1,252 @@
-//! `dangle kernel`.
+//! `dangle kernel build|config|bench`: arguments and their conversion into a
+//! [`KernelRequest`].
 
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::{ConfigAdd, KernelError, KernelRequest, KernelSource, Progress, ProgressMode};
 use crate::exit::Status;
 
 /// Arguments of `dangle kernel`.
-#[derive(Debug, clap::Args)]
-pub struct KernelArgs {}
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    #[command(subcommand)]
+    command: KernelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KernelCommand {
+    /// Build the test kernel (or find it in the cache) and print its paths.
+    Build(BuildArgs),
+    /// Print the merged config requests (fragments + --config-add), one
+    /// `CONFIG_X=v` a line with where each came from.
+    Config(BuildArgs),
+    /// Measure a cold build, a rebuild after a one-file patch and a cached
+    /// call, in a separate cache (`<cache>/bench`).
+    Bench(super::bench::BenchArgs),
+}
+
+/// Source, patch and config selection shared by the subcommands.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build this kernel source tree instead of Debian's linux-source-6.12.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kernel", "vmlinux"])]
+    pub kernel_src: Option<PathBuf>,
+    /// Use this prebuilt bzImage (needs --vmlinux).
+    #[arg(long, value_name = "BZIMAGE", requires = "vmlinux")]
+    pub kernel: Option<PathBuf>,
+    /// The vmlinux that matches --kernel.
+    #[arg(long, value_name = "VMLINUX", requires = "kernel")]
+    pub vmlinux: Option<PathBuf>,
+    /// A patch file or a directory of a `git format-patch` series; repeatable,
+    /// applied in order after images/kernel/patches/.
+    #[arg(long = "patch", value_name = "FILE|DIR")]
+    pub patches: Vec<PathBuf>,
+    /// A config fragment file or SYMBOL=value; repeatable, applied after
+    /// images/kernel/*.config.
+    #[arg(long = "config-add", value_name = "FRAGMENT|SYMBOL=VAL")]
+    pub config_add: Vec<String>,
+    /// Do not apply images/kernel/patches/.
+    #[arg(long)]
+    pub no_default_patches: bool,
+    /// Directory with the *.config fragments and patches/ (default: this
+    /// checkout's images/kernel).
+    #[arg(long, value_name = "DIR")]
+    pub images_dir: Option<PathBuf>,
+    /// Install missing host packages (linux-source-6.12) with apt.
+    #[arg(long)]
+    pub install_deps: bool,
+    /// Cache root (default: $DANGLE_CACHE_DIR, $XDG_CACHE_HOME/dangle, ~/.cache/dangle).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// make -j (default: number of CPUs).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Rebuild even if the cache has this build (reuses the object tree).
+    #[arg(long)]
+    pub force: bool,
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProgressArg {
+    /// A bar on a terminal, plain lines otherwise or when CI is set.
+    Auto,
+    /// Always a bar.
+    Bar,
+    /// Plain lines.
+    Plain,
+    /// Nothing.
+    Quiet,
+}
+
+impl From<ProgressArg> for ProgressMode {
+    fn from(p: ProgressArg) -> Self {
+        match p {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Bar => ProgressMode::Bar,
+            ProgressArg::Plain => ProgressMode::Plain,
+            ProgressArg::Quiet => ProgressMode::Quiet,
+        }
+    }
+}
+
+impl TryFrom<&BuildArgs> for KernelRequest {
+    type Error = KernelError;
+
+    fn try_from(a: &BuildArgs) -> Result<Self, KernelError> {
+        let source = match (&a.kernel_src, &a.kernel, &a.vmlinux) {
+            (Some(dir), _, _) => KernelSource::Tree(dir.clone()),
+            (None, Some(b), Some(v)) => KernelSource::Prebuilt {
+                bzimage: b.clone(),
+                vmlinux: v.clone(),
+            },
+            _ => KernelSource::Debian,
+        };
+        let config_add = a
+            .config_add
+            .iter()
+            .map(|s| ConfigAdd::parse(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut req = KernelRequest {
+            source,
+            patches: a.patches.clone(),
+            default_patches: !a.no_default_patches,
+            config_add,
+            install_deps: a.install_deps,
+            cache_dir: a.cache_dir.clone(),
+            jobs: a.jobs,
+            force: a.force,
+            ..KernelRequest::default()
+        };
+        if let Some(d) = &a.images_dir {
+            req.images_dir = d.clone();
+        }
+        Ok(req)
+    }
+}
 
 /// Runs `dangle kernel`.
-pub fn run(_args: KernelArgs) -> Status {
-    eprintln!("dangle kernel: not implemented yet");
-    Status::Infrastructure
+pub fn run(args: KernelArgs) -> Status {
+    let result = match args.command {
+        KernelCommand::Build(a) => build(&a),
+        KernelCommand::Config(a) => print_config(&a),
+        KernelCommand::Bench(a) => super::bench::run(&a),
+    };
+    match result {
+        Ok(()) => Status::Ok,
+        Err(e) => crate::cli::fail(&e, e.status()),
+    }
+}
+
+fn build(a: &BuildArgs) -> Result<(), KernelError> {
+    let req = KernelRequest::try_from(a)?;
+    let progress = Progress::new(a.progress.into());
+    let k = super::ensure_kernel(&req, &progress)?;
+    if a.json {
+        let text = serde_json::to_string_pretty(&k)
+            .map_err(|e| KernelError::io("stdout".as_ref(), std::io::Error::other(e)))?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!("bzImage:   {}", k.bzimage.display());
+    println!("vmlinux:   {}", k.vmlinux.display());
+    if let Some(c) = &k.config {
+        println!("config:    {}", c.display());
+    }
+    println!("version:   {}", k.version);
+    println!("source:    {}", k.source);
+    if !k.cache_key.is_empty() {
+        println!(
+            "cache-key: {}{}",
+            k.cache_key,
+            if k.cached { " (cached)" } else { "" }
+        );
+    }
+    if let Some(l) = &k.log {
+        println!("log:       {}", l.display());
+    }
+    Ok(())
+}
+
+fn print_config(a: &BuildArgs) -> Result<(), KernelError> {
+    let req = KernelRequest::try_from(a)?;
+    let mut all = Vec::new();
+    for f in super::config::fragment_files(&req.images_dir)? {
+        all.extend(super::config::read_fragment(&f)?);
+    }
+    for c in &req.config_add {
+        all.extend(c.requests()?);
+    }
+    println!("# applied to `make tinyconfig`, then `make olddefconfig`");
+    for r in super::config::merge(&all) {
+        let line = match r.value {
+            super::Value::No => format!("# CONFIG_{} is not set", r.symbol),
+            v => format!("CONFIG_{}={v}", r.symbol),
+        };
+        println!("{line:<50} # {}", r.origin);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        a: BuildArgs,
+    }
+
+    #[test]
+    fn build_args_to_request_maps_sources_and_additions() {
+        let t = T::parse_from([
+            "t",
+            "--kernel-src",
+            "/k",
+            "--config-add",
+            "KASAN=n",
+            "--patch",
+            "a.patch",
+        ]);
+        let req = KernelRequest::try_from(&t.a).unwrap();
+        assert_eq!(req.source, KernelSource::Tree("/k".into()));
+        assert_eq!(
+            req.config_add,
+            [ConfigAdd::Symbol("KASAN".into(), super::super::Value::No)]
+        );
+        assert_eq!(req.patches, [PathBuf::from("a.patch")]);
+        assert!(req.default_patches);
+        let t = T::parse_from(["t"]);
+        assert_eq!(
+            KernelRequest::try_from(&t.a).unwrap().source,
+            KernelSource::Debian
+        );
+    }
+
+    #[test]
+    fn build_args_bad_config_add_is_bad_input() {
+        let t = T::parse_from(["t", "--config-add", "nonsense"]);
+        let e = KernelRequest::try_from(&t.a).unwrap_err();
+        assert_eq!(e.status(), Status::BadInput);
+    }
+
+    #[test]
+    fn build_args_kernel_needs_vmlinux() {
+        assert!(T::try_parse_from(["t", "--kernel", "bz"]).is_err());
+        let t = T::parse_from(["t", "--kernel", "bz", "--vmlinux", "vm"]);
+        assert!(matches!(
+            KernelRequest::try_from(&t.a).unwrap().source,
+            KernelSource::Prebuilt { .. }
+        ));
+    }
 }

@@ -178,21 +178,33 @@ impl Sysfs {
     }
 }
 
-/// Every GPIO chip, through its character device (label and line count
-/// come from `GPIO_GET_CHIPINFO_IOCTL`). Chips that vanish while listed
-/// are skipped.
-pub fn gpio_chips() -> Vec<GpioChipInfo> {
-    let Ok(paths) = gpiocdev::chip::chips() else {
+/// Every GPIO chip: the `gpiochipN` entries of `/sys/bus/gpio/devices`,
+/// each opened as `/dev/gpiochipN` (label and line count come from
+/// `GPIO_GET_CHIPINFO_IOCTL`). Chips that vanish while listed are skipped.
+///
+/// This deliberately does not scan `/dev` (as `gpiocdev::chip::chips`
+/// does, resolving every node): under TCG with KASAN that scan costs
+/// seconds of CPU per call and starved every other consumer.
+pub fn gpio_chips(sysfs: &Sysfs) -> Vec<GpioChipInfo> {
+    let Ok(mut names) = sysfs.list("/sys/bus/gpio/devices") else {
         return Vec::new();
     };
-    paths
+    names.retain(|n| {
+        n.strip_prefix("gpiochip")
+            .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    });
+    // Natural order: gpiochip2 before gpiochip10.
+    names.sort_by_key(|n| (n.len(), n.clone()));
+    names
         .into_iter()
-        .filter_map(|p| {
+        .filter_map(|name| {
+            let p = sysfs.path(&format!("/dev/{name}"));
             let chip = gpiocdev::Chip::from_path(&p).ok()?;
             let info = chip.info().ok()?;
-            let device_path = std::fs::canonicalize(format!("/sys/bus/gpio/devices/{}", info.name))
-                .ok()
-                .map(|p| p.to_string_lossy().into_owned());
+            let device_path =
+                std::fs::canonicalize(sysfs.path(&format!("/sys/bus/gpio/devices/{name}")))
+                    .ok()
+                    .map(|p| p.to_string_lossy().into_owned());
             Some(GpioChipInfo {
                 name: info.name,
                 label: info.label,
@@ -219,11 +231,15 @@ pub fn select_chip<'a>(chips: &'a [GpioChipInfo], sel: &ChipSelector) -> Option<
 ///
 /// # Errors
 /// [`DiscoveryError::NotFound`] if no chip matches.
-pub fn find_chip(sel: &ChipSelector) -> Result<PathBuf, DiscoveryError> {
-    if let ChipSelector::Path(p) = sel {
-        return Ok(PathBuf::from(p));
+pub fn find_chip(sysfs: &Sysfs, sel: &ChipSelector) -> Result<PathBuf, DiscoveryError> {
+    match sel {
+        ChipSelector::Path(p) => return Ok(PathBuf::from(p)),
+        ChipSelector::Name(n) if !n.contains('/') => {
+            return Ok(sysfs.path(&format!("/dev/{n}")));
+        }
+        _ => {}
     }
-    let chips = gpio_chips();
+    let chips = gpio_chips(sysfs);
     select_chip(&chips, sel)
         .map(|c| PathBuf::from(&c.path))
         .ok_or_else(|| DiscoveryError::NotFound {
@@ -313,6 +329,31 @@ mod tests {
         let t = tempfile::tempdir().expect("tempdir");
         let err = Sysfs::new(t.path()).i2c_adapters().expect_err("empty");
         assert!(err.to_string().contains("sys/bus/i2c/devices"), "{err}");
+    }
+
+    #[test]
+    fn find_chip_by_name_or_path_needs_no_listing() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = Sysfs::new(t.path());
+        let p = find_chip(&s, &ChipSelector::Name("gpiochip3".into())).expect("name");
+        assert_eq!(p, t.path().join("dev/gpiochip3"));
+        let p = find_chip(&s, &ChipSelector::Path("/dev/gpiochip1".into())).expect("path");
+        assert_eq!(p, PathBuf::from("/dev/gpiochip1"));
+        // A label needs the chips; a tree without them has none.
+        let e = find_chip(&s, &ChipSelector::Label("virtio0".into())).expect_err("label");
+        assert!(e.to_string().contains("virtio0"), "{e}");
+    }
+
+    #[test]
+    fn gpio_chips_fake_tree_without_chardevs_lists_nothing() {
+        let t = fake_tree();
+        for n in ["gpiochip0", "gpiochip10", "gpio-sim.0"] {
+            fs::create_dir_all(t.path().join("sys/bus/gpio/devices").join(n)).expect("mkdir");
+        }
+        // Plain files are not GPIO character devices: skipped, no error.
+        fs::create_dir_all(t.path().join("dev")).expect("mkdir");
+        fs::write(t.path().join("dev/gpiochip0"), "").expect("write");
+        assert!(gpio_chips(&Sysfs::new(t.path())).is_empty());
     }
 
     #[test]

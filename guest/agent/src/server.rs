@@ -315,7 +315,7 @@ impl Server {
 
     fn list_devices(&self) -> DeviceList {
         DeviceList {
-            gpiochips: discovery::gpio_chips(),
+            gpiochips: discovery::gpio_chips(&self.sysfs),
             i2c_adapters: self.sysfs.i2c_adapters().unwrap_or_default(),
             nvmem: self.sysfs.nvmem_devices().unwrap_or_default(),
         }

@@ -55,7 +55,7 @@ pub fn start(
 pub fn run(c: &Consumer, sysfs: &Sysfs, spec: &ConsumerSpec) -> Result<Finish, OpError> {
     match spec {
         ConsumerSpec::GpioHold { chip, line, value } => {
-            let path = chip_path(chip)?;
+            let path = chip_path(sysfs, chip)?;
             let _req = c.call("GPIO_V2_GET_LINE_IOCTL", || {
                 gpiocdev::Request::builder()
                     .on_chip(&path)
@@ -73,7 +73,7 @@ pub fn run(c: &Consumer, sysfs: &Sysfs, spec: &ConsumerSpec) -> Result<Finish, O
             period_us,
             iterations,
         } => {
-            let path = chip_path(chip)?;
+            let path = chip_path(sysfs, chip)?;
             let req = c.call("GPIO_V2_GET_LINE_IOCTL", || {
                 gpiocdev::Request::builder()
                     .on_chip(&path)
@@ -93,7 +93,7 @@ pub fn run(c: &Consumer, sysfs: &Sysfs, spec: &ConsumerSpec) -> Result<Finish, O
             })
         }
         ConsumerSpec::GpioEdgeRead { chip, line, wait } => {
-            let path = chip_path(chip)?;
+            let path = chip_path(sysfs, chip)?;
             let req = c.call("GPIO_V2_GET_LINE_IOCTL", || edge_request(&path, *line))?;
             repeat(c, None, 0, || match wait {
                 EdgeWait::Blocking => c
@@ -116,7 +116,7 @@ pub fn run(c: &Consumer, sysfs: &Sysfs, spec: &ConsumerSpec) -> Result<Finish, O
             })
         }
         ConsumerSpec::GpioInfoWatch { chip, line } => {
-            let path = chip_path(chip)?;
+            let path = chip_path(sysfs, chip)?;
             let chip = c.call("open", || {
                 gpiocdev::Chip::from_path(&path).map_err(|e| OpError::gpio("open", &e))
             })?;
@@ -133,7 +133,7 @@ pub fn run(c: &Consumer, sysfs: &Sysfs, spec: &ConsumerSpec) -> Result<Finish, O
             })
         }
         ConsumerSpec::GpioV1LineEvent { chip, line } => {
-            let path = chip_path(chip)?;
+            let path = chip_path(sysfs, chip)?;
             let cf = c.call("open", || open_rw(&path))?;
             let ef = c.call("GPIO_GET_LINEEVENT_IOCTL", || {
                 use gpiocdev_uapi::v1;
@@ -160,7 +160,7 @@ pub fn run(c: &Consumer, sysfs: &Sysfs, spec: &ConsumerSpec) -> Result<Finish, O
             line,
             iterations,
         } => {
-            let path = chip_path(chip)?;
+            let path = chip_path(sysfs, chip)?;
             repeat(c, *iterations, 0, || {
                 let req = c.call("GPIO_V2_GET_LINE_IOCTL", || edge_request(&path, *line))?;
                 c.call("close", || {
@@ -349,8 +349,8 @@ fn repeat(
     }
 }
 
-fn chip_path(sel: &ChipSelector) -> Result<PathBuf, OpError> {
-    discovery::find_chip(sel).map_err(discovery_err)
+fn chip_path(sysfs: &Sysfs, sel: &ChipSelector) -> Result<PathBuf, OpError> {
+    discovery::find_chip(sysfs, sel).map_err(discovery_err)
 }
 
 fn discovery_err(e: discovery::DiscoveryError) -> OpError {
@@ -457,7 +457,7 @@ fn aggregator(
     let label = match chip {
         ChipSelector::Label(l) => l.clone(),
         other => {
-            let chips = discovery::gpio_chips();
+            let chips = discovery::gpio_chips(sysfs);
             discovery::select_chip(&chips, other)
                 .map(|c| c.label.clone())
                 .ok_or_else(|| OpError::errno("find", libc::ENODEV, format!("no chip {other:?}")))?
@@ -479,7 +479,7 @@ fn aggregator(
         let sel = ChipSelector::Label(name.clone());
         let end = Instant::now() + AGGREGATOR_PROBE_TIMEOUT;
         let info = loop {
-            let chips = discovery::gpio_chips();
+            let chips = discovery::gpio_chips(sysfs);
             if let Some(i) = discovery::select_chip(&chips, &sel) {
                 break i.clone();
             }

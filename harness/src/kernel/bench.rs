@@ -104,8 +104,13 @@ pub fn run(a: &BenchArgs) -> Result<(), KernelError> {
         "dangle kernel bench ({}, {}, make -j{})",
         r.version, r.source, r.jobs
     );
+    let first = if a.keep_tree {
+        "forced rebuild, nothing changed (kept tree and ccache)"
+    } else {
+        "cold build (fresh tree, object tree, ccache)"
+    };
     println!(
-        "  cold build (fresh tree, object tree, ccache): {} ({:.1} min)",
+        "  {first}: {} ({:.1} min)",
         secs(r.cold),
         r.cold.as_secs_f64() / 60.0
     );

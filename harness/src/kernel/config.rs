@@ -493,9 +493,10 @@ pub fn scan_kconfig(
             "depends" => {
                 if let (Some(sym), Some(expr)) = (&current, t.strip_prefix("depends on")) {
                     if let Some(entry) = out.get_mut(sym) {
+                        let expr = expr.split('#').next().unwrap_or("");
                         entry
                             .1
-                            .push(expr.split('#').next().unwrap_or("").trim().to_owned());
+                            .push(expr.split_whitespace().collect::<Vec<_>>().join(" "));
                     }
                 }
             }
@@ -659,6 +660,10 @@ mod tests {
             "{kasan}"
         );
         assert!(kasan.contains("HAVE_ARCH_KASAN=y"), "{kasan}");
+        assert!(
+            kasan.contains("depends on (HAVE_ARCH_KASAN && CC_HAS_KASAN_GENERIC) ["),
+            "{kasan}"
+        );
         let inline = dropped[1].to_string();
         assert!(
             inline.contains("depends on KASAN (from 'if KASAN') [KASAN=n]"),

@@ -243,7 +243,8 @@ impl Default for KernelRequest {
 
 /// `images/kernel` of this checkout.
 pub fn default_images_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/kernel")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/kernel");
+    std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
 /// A kernel ready to boot.
@@ -700,7 +701,7 @@ fn build_locked(
 
 /// `CC` lines expected from a cold build when no previous count exists
 /// (the default config compiles about this many files).
-const DEFAULT_CC_ESTIMATE: u64 = 2000;
+const DEFAULT_CC_ESTIMATE: u64 = 1300;
 
 #[cfg(test)]
 mod tests {

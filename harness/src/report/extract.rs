@@ -21,6 +21,9 @@ pub(crate) enum Ctx {
 
 impl Ctx {
     pub(crate) fn of(line: &[u8]) -> Ctx {
+        if let Some(ctx) = Self::of_plain(line) {
+            return ctx;
+        }
         match RULES.console_prefix.captures(line) {
             None => Ctx::None,
             Some(c) => match c.get(1) {
@@ -28,6 +31,31 @@ impl Ctx {
                 Some(m) => Ctx::Caller(m.as_bytes().to_vec()),
             },
         }
+    }
+
+    /// Fast path for the common `[ 12.345678][  T123] ` / `[ 12.345678] `
+    /// prefixes; `None` sends the line to the full regex.
+    fn of_plain(line: &[u8]) -> Option<Ctx> {
+        let rest = line.strip_prefix(b"[")?;
+        let close = memchr::memchr(b']', rest)?;
+        let stamp = rest[..close].trim_ascii_start();
+        let dot = memchr::memchr(b'.', stamp)?;
+        let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+        if !digits(&stamp[..dot]) || !digits(&stamp[dot + 1..]) {
+            return None;
+        }
+        let after = &rest[close + 1..];
+        if after.first() == Some(&b' ') {
+            return Some(Ctx::Console);
+        }
+        let caller = after.strip_prefix(b"[")?;
+        let end = memchr::memchr(b']', caller)?;
+        let id = caller[..end].trim_ascii_start();
+        let (kind, num) = id.split_first()?;
+        if !matches!(kind, b'C' | b'T') || !digits(num) || caller.get(end + 1) != Some(&b' ') {
+            return None;
+        }
+        Some(Ctx::Caller(after[..end + 2].to_vec()))
     }
 
     fn is_task(&self) -> bool {
@@ -56,6 +84,10 @@ impl Ctx {
 
 /// The group whose header this line holds, unless the line is suppressed.
 pub(crate) fn match_oops(line: &[u8]) -> Option<&'static Group> {
+    // One multi-pattern scan rejects the vast majority of lines.
+    if !RULES.any_header.is_match(line) {
+        return None;
+    }
     RULES.groups.iter().find(|g| {
         memmem::find(line, g.header).is_some() && !g.suppress.iter().any(|r| r.is_match(line))
     })
@@ -649,4 +681,33 @@ fn judge_corruption(
         return Some("no stack trace in report");
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctx_fast_path_agrees_with_regex() {
+        let lines: &[&[u8]] = &[
+            b"[   41.124900][  T321] BUG: KASAN",
+            b"[   41.124900][    C1] rcu: INFO",
+            b"[   41.124900] plain",
+            b"[  584.319520][T11919] WARNING",
+            b"[ INFO: possible circular locking dependency detected ]",
+            b"no prefix",
+            b"<4>[   41.1] with level",
+            b"[   41.1][  X1] odd caller",
+            b"[   41.1]x",
+        ];
+        for l in lines {
+            let slow = match RULES.console_prefix.captures(l) {
+                None => Ctx::None,
+                Some(c) => c
+                    .get(1)
+                    .map_or(Ctx::Console, |m| Ctx::Caller(m.as_bytes().to_vec())),
+            };
+            assert_eq!(Ctx::of(l), slow, "{}", String::from_utf8_lossy(l));
+        }
+    }
 }

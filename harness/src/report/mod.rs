@@ -31,6 +31,7 @@
 //!   `Stream` and finishing it.
 //! - [`Symbolizer`]: `func+0xOFF/0xLEN` frames to `file:line` with inlined
 //!   frames, from a vmlinux with DWARF ([`Report::symbolize`]).
+//! - [`dedup`]: one report per bug (titles and alternative titles).
 //!
 //! ```
 //! let log = b"[ 1.0] INFO: task kworker/u8:1:25 blocked for more than 20 seconds.\n\
@@ -116,6 +117,36 @@ pub fn parse(console: &[u8]) -> Vec<Report> {
     let mut out = s.push(console);
     out.extend(s.finish());
     out.sort_by_key(|r| r.start);
+    out
+}
+
+/// Keeps the first report of each bug: two reports are the same bug when
+/// their titles or alternative titles intersect. A corrupted report never
+/// absorbs a clean one: if the first of a bug was corrupted and a later one
+/// is not, the clean one takes its place. Returns the reports with how many
+/// times each bug was seen, in order of first appearance.
+pub fn dedup(reports: Vec<Report>) -> Vec<(Report, usize)> {
+    let mut out: Vec<(Report, usize)> = Vec::new();
+    for r in reports {
+        let same = out.iter_mut().find(|(k, _)| {
+            let names = |x: &Report| {
+                std::iter::once(x.title.clone())
+                    .chain(x.alt_titles.iter().cloned())
+                    .collect::<Vec<_>>()
+            };
+            let theirs = names(k);
+            names(&r).iter().any(|t| theirs.contains(t))
+        });
+        match same {
+            Some((kept, n)) => {
+                *n += 1;
+                if kept.corrupted && !r.corrupted {
+                    *kept = r;
+                }
+            }
+            None => out.push((r, 1)),
+        }
+    }
     out
 }
 
@@ -262,6 +293,46 @@ mod tests {
             r[0].title,
             "BUG: unable to handle kernel NULL pointer dereference in corrupted"
         );
+    }
+
+    #[test]
+    fn parse_interleaved_callers_give_two_clean_reports() {
+        let mut log = String::new();
+        let hung: Vec<&str> = HUNG_UNPLUG.lines().skip(1).collect();
+        let uaf: Vec<&str> = LKDTM_UAF.lines().collect();
+        for i in 0..hung.len().max(uaf.len()) {
+            if let Some(l) = uaf.get(i) {
+                log.push_str(l);
+                log.push('\n');
+            }
+            if let Some(l) = hung.get(i) {
+                // Give the hung-task lines a caller id of their own.
+                log.push_str(&l.replacen("] ", "][   T30] ", 1));
+                log.push('\n');
+            }
+        }
+        let r = parse(log.as_bytes());
+        let titles: Vec<&str> = r.iter().map(|r| r.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "INFO: task hung in i2c_del_adapter",
+                "KASAN: slab-use-after-free Write in lkdtm_WRITE_AFTER_FREE"
+            ],
+            "{r:#?}"
+        );
+        assert!(r.iter().all(|r| !r.corrupted), "{r:#?}");
+    }
+
+    #[test]
+    fn dedup_same_title_counted_once() {
+        let mut twice = parse(HUNG_UNPLUG.as_bytes());
+        twice.extend(parse(HUNG_UNPLUG.as_bytes()));
+        twice.extend(parse(LKDTM_UAF.as_bytes()));
+        let d = dedup(twice);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].1, 2);
+        assert_eq!(d[1].1, 1);
     }
 
     #[test]

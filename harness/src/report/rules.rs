@@ -84,6 +84,8 @@ pub(crate) struct StackSpec {
 #[derive(Debug)]
 pub(crate) struct Rules {
     pub groups: Vec<Group>,
+    /// Matches a line holding any group's header.
+    pub any_header: Regex,
     /// Console line prefix: timestamp and optional printk caller id
     /// (capture 1).
     pub console_prefix: Regex,
@@ -1019,7 +1021,16 @@ fn build() -> Rules {
     ]);
 
     let riscv_stack_start = re("status: [0-9a-f]{16} badaddr: [0-9a-f]{16} cause: [0-9a-f]{16}");
+    let any_header = Regex::new(
+        &groups
+            .iter()
+            .map(|g| regex::escape(&String::from_utf8_lossy(g.header)))
+            .collect::<Vec<_>>()
+            .join("|"),
+    )
+    .unwrap_or_else(|e| panic!("bad header alternation: {e}"));
     Rules {
+        any_header,
         groups,
         console_prefix: re(concat!(
             r"^(?:\*\* [0-9]+ printk messages dropped \*\* )?",

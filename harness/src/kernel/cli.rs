@@ -185,14 +185,16 @@ fn print_config(a: &BuildArgs) -> Result<(), KernelError> {
     for c in &req.config_add {
         all.extend(c.requests()?);
     }
-    println!("# applied to `make tinyconfig`, then `make olddefconfig`");
+    let mut text = String::from("# applied to `make tinyconfig`, then `make olddefconfig`\n");
     for r in super::config::merge(&all) {
         let line = match r.value {
             super::Value::No => format!("# CONFIG_{} is not set", r.symbol),
             v => format!("CONFIG_{}={v}", r.symbol),
         };
-        println!("{line:<50} # {}", r.origin);
+        text.push_str(&format!("{line:<50} # {}\n", r.origin));
     }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(())
 }
 

@@ -444,6 +444,37 @@ mod tests {
     }
 
     #[test]
+    fn tree_identity_git_dirty_change_new_identity() {
+        let d = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(d.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        git(&["init", "-q"]);
+        std::fs::write(d.path().join("Makefile"), "all:\n").unwrap();
+        git(&["add", "Makefile"]);
+        git(&["commit", "-qm", "init"]);
+        let clean = tree_identity(d.path()).unwrap();
+        assert!(clean.starts_with("git:"), "{clean}");
+        assert_eq!(tree_identity(d.path()).unwrap(), clean);
+        std::fs::write(d.path().join("Makefile"), "all: x\n").unwrap();
+        let dirty = tree_identity(d.path()).unwrap();
+        assert_ne!(dirty, clean);
+        std::fs::write(d.path().join("new.c"), "int x;\n").unwrap();
+        assert_ne!(tree_identity(d.path()).unwrap(), dirty);
+    }
+
+    #[test]
     fn mirror_copies_changes_only_and_deletes_stale() {
         let d = tempfile::tempdir().unwrap();
         let (src, dst) = (d.path().join("src"), d.path().join("dst"));

@@ -103,6 +103,9 @@ pub enum ConfigError {
         #[source]
         source: Box<dyn Error + Send + Sync>,
     },
+    /// `--control` names the vhost-user socket.
+    #[error("--control {0}: same path as --socket")]
+    SamePath(PathBuf),
     /// No `--chip`.
     #[error("i2c needs at least one --chip")]
     NoChips,
@@ -183,6 +186,9 @@ where
     Arc<D::Conn>: vhost_user_backend::VhostUserBackend<Bitmap = (), Vring = vhost_user_backend::VringRwLock>
         + Clone,
 {
+    if common.control.as_ref() == Some(&common.socket) {
+        return Err(ConfigError::SamePath(common.socket.clone()).into());
+    }
     let listener = daemon::bind_socket(&common.socket)?;
     let control_listener = match &common.control {
         Some(path) => match daemon::bind_socket(path) {

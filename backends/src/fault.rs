@@ -12,7 +12,7 @@
 //! | `err`   | answer `ERR` instead of executing the request       | filters |
 //! | `hold`  | never reply: keep the chain off the used ring       | filters |
 //! | `abort` | abort the backend process (SIGABRT) at the request  | filters |
-//! | `storm` | toggle a GPIO input line (edge storm), once         | `line` (required), `count` (default 1000), `period_us` (default 100) |
+//! | `storm` | toggle a GPIO input line `count` times (edge storm), once; each toggle counts as one `storm` in `faults_fired` | `line` (required), `count` (default 1000), `period_us` (default 100) |
 //!
 //! Filters select the requests a rule applies to (request-queue requests
 //! only; event buffers are never faulted):

@@ -319,7 +319,7 @@ fn storm_fault_toggles_line() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    // 5 toggles starting high: high, low, high, low, high.
+    // 5 toggles from low: high, low, high, low, high.
     assert!(dev.line_states()[6].input);
 }
 

@@ -297,12 +297,19 @@ impl GpioDevice {
                 let spawned = thread::Builder::new()
                     .name("gpio-storm".into())
                     .spawn(move || {
-                        for i in 0..count {
+                        for _ in 0..count {
                             if gen_ref.load(Ordering::SeqCst) != generation {
                                 return;
                             }
                             let Some(dev) = dev.upgrade() else { return };
-                            let level = i % 2 == 0;
+                            // Invert the line's level, so every step is an edge.
+                            let level = match lock(&dev.state).lines.state(line) {
+                                Ok(state) => !state.input,
+                                Err(e) => {
+                                    tracing::warn!("edge storm stopped: {e}");
+                                    return;
+                                }
+                            };
                             if dev.drive_line(line, level).is_err() {
                                 return;
                             }

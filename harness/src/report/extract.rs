@@ -5,7 +5,7 @@
 use memchr::memmem;
 use regex::bytes::{Captures, Regex};
 
-use super::rules::{Format, Group, Part, Pick, RULES, StackSpec};
+use super::rules::{Format, Group, Part, Pick, RULES, StackSpec, contains};
 use super::{Frame, Report, title};
 
 /// Where a console line came from, per its prefix.
@@ -88,9 +88,10 @@ pub(crate) fn match_oops(line: &[u8]) -> Option<&'static Group> {
     if !RULES.any_header.is_match(line) {
         return None;
     }
-    RULES.groups.iter().find(|g| {
-        memmem::find(line, g.header).is_some() && !g.suppress.iter().any(|r| r.is_match(line))
-    })
+    RULES
+        .groups
+        .iter()
+        .find(|g| g.finder.find(line).is_some() && !g.suppress.iter().any(|r| r.is_match(line)))
 }
 
 /// Oops lines that belong to the report in progress.
@@ -105,10 +106,7 @@ pub(crate) fn is_stack_start(line: &[u8]) -> bool {
 
 /// Informational messages with a stack trace of their own.
 pub(crate) fn is_info_with_stack(line: &[u8]) -> bool {
-    RULES
-        .info_with_stack
-        .iter()
-        .any(|p| memmem::find(line, p).is_some())
+    RULES.info_with_stack.iter().any(|f| f.find(line).is_some())
 }
 
 /// Drops the console prefix; a questionable (`?`) frame keeps only the
@@ -117,8 +115,8 @@ fn strip_prefix<'a>(line: &'a [u8], ctx: &Ctx) -> (&'a [u8], bool) {
     if *ctx == Ctx::None {
         return (line, false);
     }
-    let rest = memmem::find(line, b"] ").map_or(line, |p| &line[p + 2..]);
-    if memmem::find(rest, b"<EOI>").is_none() {
+    let rest = after_prefix(line);
+    if !contains!(rest, b"<EOI>") {
         if RULES.questionable.is_match(rest)
             && let Some(p) = memmem::find(rest, b" ? ")
         {
@@ -131,6 +129,19 @@ fn strip_prefix<'a>(line: &'a [u8], ctx: &Ctx) -> (&'a [u8], bool) {
     (rest, false)
 }
 
+/// The text after the first `"] "` (the console prefix), or all of it.
+pub(crate) fn after_prefix(line: &[u8]) -> &[u8] {
+    let mut from = 0;
+    while let Some(p) = memchr::memchr(b']', &line[from..]) {
+        let at = from + p;
+        if line.get(at + 1) == Some(&b' ') {
+            return &line[at + 2..];
+        }
+        from = at + 1;
+    }
+    line
+}
+
 fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     text.split(|&b| b == b'\n')
 }
@@ -138,7 +149,7 @@ fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Lines of the report before which a panic or a lockdep splat caused by
 /// reporting is cut off as noise.
 fn min_lines_before_cut(oops_line: &[u8]) -> usize {
-    if memmem::find(oops_line, b"BUG: KMSAN:").is_some() {
+    if contains!(oops_line, b"BUG: KMSAN:") {
         16
     } else {
         22
@@ -194,13 +205,13 @@ pub(crate) fn analyze(buf: &[u8], start: usize, end: usize, base: u64) -> Option
         }
         text_lines += 1;
         let mut skip_line = skip_rest;
-        if memmem::find(l, b"Disabling lock debugging due to kernel taint").is_some() {
+        if contains!(l, b"Disabling lock debugging due to kernel taint") {
             skip_line = true;
-        } else if memmem::find(l, b"Sending NMI from CPU").is_some() {
+        } else if contains!(l, b"Sending NMI from CPU") {
             // All-CPU backtraces come from other callers but belong here.
             cpu_traceback = true;
-        } else if (memmem::find(l, b"Kernel panic - not syncing").is_some()
-            || memmem::find(l, b"WARNING: possible circular locking dependency detected").is_some())
+        } else if (contains!(l, b"Kernel panic - not syncing")
+            || contains!(l, b"WARNING: possible circular locking dependency detected"))
             && text_lines > min_lines_before_cut(oops_line)
         {
             // panic_on_warn's panic repeats the stack, and reporting itself
@@ -228,7 +239,7 @@ pub(crate) fn analyze(buf: &[u8], start: usize, end: usize, base: u64) -> Option
     if corrupted.is_none() {
         corrupted = judge_corruption(&desc.title, text, desc.format);
     }
-    if memmem::find(window, b"serialport: VM disconnected.").is_some() {
+    if contains!(window, b"serialport: VM disconnected.") {
         corrupted.get_or_insert("console connection lost");
     }
     let title = title::normalize(&desc.title);
@@ -665,9 +676,7 @@ fn judge_corruption(
             if matches_any(l, &RULES.stack_start) {
                 break;
             }
-            if memmem::find(l, b"(stack is not available)").is_some()
-                || matches_any(l, &RULES.frame_res)
-            {
+            if contains!(l, b"(stack is not available)") || matches_any(l, &RULES.frame_res) {
                 has_trace = true;
                 corrupted = false;
                 break;

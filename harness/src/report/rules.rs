@@ -19,6 +19,8 @@ use regex::bytes::Regex;
 pub(crate) struct Group {
     /// Cheap substring test run on every console line.
     pub header: &'static [u8],
+    /// Searcher for `header`.
+    pub finder: memchr::memmem::Finder<'static>,
     /// Tried in order; the earliest match in the report wins.
     pub formats: Vec<Format>,
     /// Lines holding the header that are not reports (sshd banners, ...).
@@ -98,7 +100,7 @@ pub(crate) struct Rules {
     pub start_ignores: Vec<Regex>,
     /// Informational messages that carry a stack trace of their own; they
     /// end the report in progress.
-    pub info_with_stack: Vec<&'static [u8]>,
+    pub info_with_stack: Vec<memchr::memmem::Finder<'static>>,
     /// Lines that start a stack trace.
     pub stack_start: Vec<Regex>,
     /// Lines that hold one frame (capture groups: function names).
@@ -120,6 +122,17 @@ pub(crate) struct Rules {
     pub riscv_stack_start: Regex,
     pub stall_anchors: Regex,
 }
+
+/// Whether `hay` contains the literal `needle`, with the substring searcher
+/// built once per call site (building one per search dominated profiles).
+macro_rules! contains {
+    ($hay:expr, $needle:literal) => {{
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new($needle));
+        FINDER.find($hay).is_some()
+    }};
+}
+pub(crate) use contains;
 
 /// Compiles a rule regex: bytes semantics (`.` matches any byte but `\n`,
 /// classes are ASCII) and the shorthands `{{ADDR}}`, `{{PC}}`, `{{FUNC}}`
@@ -238,6 +251,7 @@ fn warning_stack(skip: &[&str]) -> StackSpec {
 fn group(header: &'static str, formats: Vec<Format>, suppress: &[&str]) -> Group {
     Group {
         header: header.as_bytes(),
+        finder: memchr::memmem::Finder::new(header.as_bytes()),
         formats,
         suppress: suppress.iter().map(|s| re(s)).collect(),
     }
@@ -1049,11 +1063,14 @@ fn build() -> Rules {
         .iter()
         .map(|s| re(s))
         .collect(),
-        info_with_stack: vec![
-            b"vmalloc: allocation failure:",
-            b"FAULT_INJECTION: forcing a failure",
-            b"FAULT_FLAG_ALLOW_RETRY missing",
-        ],
+        info_with_stack: [
+            "vmalloc: allocation failure:",
+            "FAULT_INJECTION: forcing a failure",
+            "FAULT_FLAG_ALLOW_RETRY missing",
+        ]
+        .iter()
+        .map(|s| memchr::memmem::Finder::new(s.as_bytes()))
+        .collect(),
         stack_start: vec![
             re("Call (?:T|t)race"),
             re("Allocated:"),

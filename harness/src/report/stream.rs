@@ -17,10 +17,9 @@
 
 use std::collections::VecDeque;
 
-use memchr::memmem;
-
 use super::Report;
 use super::extract::{self, Ctx};
+use super::rules::contains;
 
 /// A report still open after this much console is closed anyway, so a
 /// console that never ends a report cannot grow memory without bound.
@@ -216,7 +215,7 @@ fn is_replayed(after: &[u8]) -> bool {
         return false;
     };
     let eol = memchr::memchr(b'\n', next).unwrap_or(next.len());
-    memmem::find(&next[..eol], b"** replaying previous printk message **").is_some()
+    contains!(&next[..eol], b"** replaying previous printk message **")
 }
 
 /// A line that closes the report in progress.
@@ -224,14 +223,13 @@ fn is_end_marker(line: &[u8], ctx: &Ctx) -> bool {
     let body = if *ctx == Ctx::None {
         line
     } else {
-        memmem::find(line, b"] ").map_or(line, |p| &line[p + 2..])
+        extract::after_prefix(line)
     };
     let body = body.trim_ascii_end();
     if body.len() >= 20 && body.iter().all(|&b| b == b'=') {
         return true;
     }
-    memmem::find(body, b"---[ end trace").is_some()
-        || memmem::find(body, b"---[ end Kernel panic").is_some()
+    contains!(body, b"---[ end trace") || contains!(body, b"---[ end Kernel panic")
 }
 
 #[cfg(test)]

@@ -295,7 +295,7 @@ impl Vm {
                 source,
             })?;
             cmd.stderr(log);
-            group.spawn_with_stdio("qemu", cmd, &qemu_log)
+            group.spawn_foreground("qemu", cmd, &qemu_log)
         } else {
             cmd.stdin(Stdio::null());
             group.spawn("qemu", cmd, &qemu_log)

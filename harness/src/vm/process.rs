@@ -92,6 +92,9 @@ pub struct ChildGroup {
     pgid: Option<i32>,
     /// Other groups we had to create because the first one had emptied.
     extra_pgids: Vec<i32>,
+    /// Children left in our own process group because they own the
+    /// terminal (interactive QEMU); killed one by one.
+    foreground: Vec<i32>,
 }
 
 /// Renders a command line for logs, quoting what needs it.
@@ -111,6 +114,27 @@ pub fn render_cmdline(cmd: &Command) -> String {
         .chain(cmd.get_args().map(quote))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Makes the child die with the harness even if the harness is SIGKILLed.
+fn set_pdeathsig(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl(2), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 impl ChildGroup {
@@ -143,6 +167,31 @@ impl ChildGroup {
         self.spawn_with_stdio(name, cmd, log)
     }
 
+    /// Spawns a child that keeps the terminal: it stays in our process
+    /// group (a background group would be stopped by SIGTTIN on its first
+    /// read) and is killed on drop like the others.
+    pub fn spawn_foreground(
+        &mut self,
+        name: &str,
+        mut cmd: Command,
+        log: &Path,
+    ) -> Result<Supervised, ProcessError> {
+        let cmdline = render_cmdline(&cmd);
+        tracing::info!("spawn {name} (foreground): {cmdline}");
+        set_pdeathsig(&mut cmd);
+        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
+        self.foreground.push(child.id() as i32);
+        Ok(Supervised {
+            name: name.to_owned(),
+            log: log.to_owned(),
+            cmdline,
+            child,
+        })
+    }
+
     /// Spawns `cmd` into the group keeping the stdio the caller set up
     /// (interactive QEMU keeps the terminal). `log` is recorded for reports.
     pub fn spawn_with_stdio(
@@ -153,23 +202,7 @@ impl ChildGroup {
     ) -> Result<Supervised, ProcessError> {
         let cmdline = render_cmdline(&cmd);
         tracing::info!("spawn {name}: {cmdline}");
-        // SAFETY: the closure runs in the child between fork and exec and
-        // only calls prctl(2) and getppid(2), which are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        set_pdeathsig(&mut cmd);
         let program = cmd.get_program().to_string_lossy().into_owned();
         let spawn = |cmd: &mut Command, pgid: i32| {
             cmd.process_group(pgid);
@@ -208,6 +241,9 @@ impl ChildGroup {
 
     /// SIGKILLs every process in the group(s).
     pub fn kill_all(&mut self) {
+        for pid in self.foreground.drain(..) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
         for pgid in self
             .pgid
             .take()

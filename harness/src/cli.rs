@@ -47,7 +47,7 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> ExitCode {
     let status = match cli.command {
         Command::Run(args) => crate::suite::cli::run(args),
-        Command::Boot(args) => crate::vm::cli::run(args),
+        Command::Boot(args) => return crate::vm::cli::run(args),
         Command::Kernel(args) => crate::kernel::cli::run(args),
         Command::Parse(args) => crate::report::cli::run(args),
         Command::Image(args) => crate::image::cli::run(args),

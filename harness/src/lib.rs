@@ -10,6 +10,7 @@ pub mod image;
 pub mod kernel;
 pub mod logging;
 pub mod paths;
+pub mod prepare;
 pub mod report;
 pub mod suite;
 pub mod vm;

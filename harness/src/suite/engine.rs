@@ -32,6 +32,10 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(20);
 /// After a replug, how long the guest may take to show the device again.
 pub const REPROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new I2C client may take to get its driver bound.
+pub const BIND_TIMEOUT: Duration = Duration::from_secs(15);
+/// kmemleak reports only objects older than this (MSECS_MIN_AGE).
+const KMEMLEAK_AGE: Duration = Duration::from_secs(6);
 /// Poll period while waiting.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -50,7 +54,7 @@ pub enum EngineError {
 }
 
 /// Finds the recorded schedule of a scenario (`--replay`).
-pub type ReplayLookup = dyn Fn(&str) -> Option<Schedule>;
+pub type ReplayLookup<'a> = dyn Fn(&str) -> Option<Schedule> + 'a;
 
 /// How the engine gets a guest channel for a started VM.
 pub type Connect = dyn Fn(&Vm, Duration) -> Result<Box<dyn Guest>, GuestError>;
@@ -72,7 +76,7 @@ pub struct RunContext<'a> {
     /// Artifacts root; each scenario gets a subdirectory.
     pub artifacts: PathBuf,
     /// Recorded schedules to replay, by scenario.
-    pub replay: Option<&'a ReplayLookup>,
+    pub replay: Option<&'a ReplayLookup<'a>>,
 }
 
 impl std::fmt::Debug for RunContext<'_> {
@@ -144,6 +148,8 @@ struct Run<'a> {
     reporters: &'a mut dyn Reporter,
     /// Set once the guest stopped answering or QEMU died: stop cycling.
     dead: bool,
+    /// Set when we power the guest off ourselves: QEMU exiting is expected.
+    stopping: bool,
 }
 
 /// Runs one scenario; never panics on guest behaviour, and always returns
@@ -265,6 +271,7 @@ fn run_inner(
         killed: Vec::new(),
         reporters,
         dead: false,
+        stopping: false,
     };
     let r = run.body(result);
     run.finish(r.is_ok());
@@ -278,6 +285,22 @@ fn run_inner(
 impl Run<'_> {
     fn body(&mut self, result: &mut ScenarioResult) -> Result<(), EngineError> {
         self.map = self.wait_devices(None, REPROBE_TIMEOUT)?;
+        // Forget boot-time kmemleak suspects: a scenario answers for its own.
+        if self
+            .plan
+            .scenario
+            .after
+            .iter()
+            .any(|s| matches!(s, Step::Kmemleak))
+        {
+            let _ = self.guest.call(
+                Request::WriteFile {
+                    path: "/sys/kernel/debug/kmemleak".into(),
+                    data: "clear".into(),
+                },
+                AGENT_TIMEOUT,
+            );
+        }
         let setup = self.plan.scenario.setup.clone();
         self.steps(&setup)?;
         for (i, c) in self.plan.scenario.consumers.iter().enumerate() {
@@ -556,6 +579,7 @@ impl Run<'_> {
                         path: format!("/sys/bus/i2c/devices/i2c-{bus}/new_device"),
                         data: format!("{chip} {addr:#04x}"),
                     })?;
+                    self.wait_bound(&translate::client_name(bus, *addr), chip)?;
                 }
                 Step::Exec(argv) => {
                     let r = self.call(Request::Exec(dangle_proto::ExecRequest {
@@ -575,6 +599,7 @@ impl Run<'_> {
                     }
                 }
                 Step::Sleep(d) => self.watch(*d)?,
+                Step::Kmemleak => self.kmemleak()?,
                 Step::DriveLine {
                     device,
                     line,
@@ -586,6 +611,67 @@ impl Run<'_> {
                     with_control(&control, |c| c.drive_line(line, *value))?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Waits until a driver is bound to the I2C client `client` (drivers
+    /// such as at24 may probe asynchronously): its `uevent` shows `DRIVER=`.
+    fn wait_bound(&mut self, client: &str, chip: &str) -> Result<(), EngineError> {
+        let deadline = Instant::now() + BIND_TIMEOUT;
+        loop {
+            let r = self.guest.call(
+                Request::ReadFile {
+                    path: format!("/sys/bus/i2c/devices/{client}/uevent"),
+                    max_bytes: 4096,
+                },
+                AGENT_TIMEOUT,
+            );
+            if let Ok(Response::File { data, .. }) = &r {
+                if data.lines().any(|l| l.starts_with("DRIVER=")) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(EngineError::Other(format!(
+                    "new-device {chip} at {client}: no driver bound within {BIND_TIMEOUT:?}"
+                )));
+            }
+            self.watch(Duration::from_millis(200))?;
+        }
+    }
+
+    /// Two scans (kmemleak only reports objects it has seen unreferenced
+    /// twice and older than 5 s), then the report file through the parser.
+    fn kmemleak(&mut self) -> Result<(), EngineError> {
+        const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+        for _ in 0..2 {
+            self.watch(KMEMLEAK_AGE)?;
+            self.call(Request::WriteFile {
+                path: KMEMLEAK.into(),
+                data: "scan".into(),
+            })?;
+        }
+        let text = match self.call(Request::ReadFile {
+            path: KMEMLEAK.into(),
+            max_bytes: 1 << 20,
+        })? {
+            Response::File { data, .. } => data,
+            _ => String::new(),
+        };
+        if !text.is_empty() {
+            let _ = fs::write(
+                self.ctx
+                    .artifacts
+                    .join(sanitize(self.plan.name()))
+                    .join("kmemleak.txt"),
+                &text,
+            );
+        }
+        let at = self.vm.uptime();
+        for r in crate::report::parse(text.as_bytes()) {
+            let f = finding_from_report(&r, at, self.cycle);
+            self.push(f);
         }
         Ok(())
     }
@@ -758,7 +844,7 @@ impl Run<'_> {
                 );
             }
         }
-        if !self.dead {
+        if !self.dead && !self.stopping {
             if let Some(st) = self.vm.qemu_exited() {
                 self.add_synthetic(
                     format!("QEMU exited: {}", describe_status(&st)),
@@ -800,6 +886,9 @@ impl Run<'_> {
 
     /// Stops consumers, powers off, flushes the console through the parser.
     fn finish(&mut self, clean: bool) {
+        // Collect what is pending before QEMU exiting becomes expected.
+        self.pump();
+        self.stopping = true;
         if !self.dead {
             for (name, _) in self.consumers.clone() {
                 let _ = self.guest.call(

@@ -1,6 +1,7 @@
 //! Hot-unplug suites: the YAML format, loading and checking it, schedules
 //! from seeds, the engine that runs scenarios, and `dangle run`.
 
+pub mod agent_guest;
 pub mod cli;
 pub mod engine;
 pub mod events;

@@ -151,6 +151,9 @@ pub enum Step {
     /// Sleep on the host.
     #[serde(with = "humantime_serde")]
     Sleep(Duration),
+    /// Scan for leaks with kmemleak and report what it finds (since the
+    /// scenario started; earlier suspects are cleared after boot).
+    Kmemleak,
     /// Drive a GPIO input line of a device from the host (backend control).
     DriveLine {
         /// dangle device id.

@@ -50,7 +50,7 @@ struct Open {
 /// [`finish`](Self::finish) when the console ends (VM exit) or to force out
 /// what is pending (a quiet console). Offsets in reports count bytes from
 /// the first byte ever pushed. Memory stays bounded by the open reports
-/// plus [`LOOKBACK_LINES`] lines.
+/// plus the last 100 console lines.
 #[derive(Debug, Default)]
 pub struct Stream {
     /// Console bytes from stream offset `base` on.

@@ -288,6 +288,33 @@ mod tests {
     }
 
     #[test]
+    fn report_symbolize_adds_file_line_to_text_and_frames() {
+        assert_eq!(dangle_symbolize_probe(2), 7);
+        let log = b"[    1.0] WARNING: CPU: 0 PID: 1 at drivers/x.c:1 dangle_symbolize_probe+0x0/0x10\n\
+[    1.0] RIP: 0010:dangle_symbolize_probe+0x0/0x10\n[    1.0] Call Trace:\n\
+[    1.0]  dangle_symbolize_probe+0x0/0x10\n[    1.0]  some_caller+0x1/0x2\n[    1.0]  other+0x1/0x2\n\
+[    1.0] ---[ end trace 0 ]---\n";
+        let mut reports = crate::report::parse(log);
+        assert_eq!(reports.len(), 1);
+        let exe = std::env::current_exe().expect("test executable path");
+        let sym = Symbolizer::open(&exe).expect("open");
+        reports[0].symbolize(&sym);
+        let text = String::from_utf8_lossy(&reports[0].report).into_owned();
+        assert!(
+            text.contains(" dangle_symbolize_probe+0x0/0x10 ") && text.contains("symbolize.rs:"),
+            "{text}"
+        );
+        let probe = reports[0]
+            .frames
+            .iter()
+            .rfind(|f| f.function == "dangle_symbolize_probe")
+            .expect("probe frame");
+        assert!(probe.line.is_some(), "{probe:?}");
+        // Unknown functions keep their line as it was.
+        assert!(text.contains(" some_caller+0x1/0x2\n"), "{text}");
+    }
+
+    #[test]
     fn symbolizer_unknown_function_left_unchanged() {
         let exe = std::env::current_exe().expect("test executable path");
         let sym = Symbolizer::open(&exe).expect("open");

@@ -95,6 +95,13 @@ impl Stream {
         out
     }
 
+    /// Whether a report has started and not ended yet: a caller that sees
+    /// the console go quiet while this holds (a wedged guest after a hung
+    /// task, say) can call [`finish`](Self::finish) to get it.
+    pub fn has_open(&self) -> bool {
+        !self.open.is_empty()
+    }
+
     /// Ends the stream: the last partial line counts as a line and every
     /// open report is closed. The stream can be reused afterwards; offsets
     /// keep counting.
@@ -277,7 +284,9 @@ mod tests {
         let head = b"[    5.0] INFO: task kworker/u8:1:25 blocked for more than 20 seconds.\n\
 [    5.0] Call Trace:\n[    5.0]  schedule+0x1/0x2\n[    5.0]  i2c_del_adapter+0x1/0x2\n";
         assert!(s.push(head).is_empty());
+        assert!(s.has_open());
         let r = s.finish();
+        assert!(!s.has_open());
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].title, "INFO: task hung in i2c_del_adapter");
     }

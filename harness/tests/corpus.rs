@@ -246,7 +246,7 @@ fn corpus_titles_match_syzkaller() {
     );
     assert!(
         stale.is_empty(),
-        "files listed in tests/{MISMATCHES} are now titled right; remove them: {stale:?}"
+        "files listed in tests/{MISMATCHES} now come out right; remove them: {stale:?}"
     );
     assert!(
         rate >= MIN_TITLE_RATE,

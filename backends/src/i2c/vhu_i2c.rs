@@ -14,6 +14,7 @@ use std::thread;
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{
     Bytes, GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap,
@@ -402,6 +403,16 @@ impl I2cDevice {
         if mem.write_obj(status, req.status.addr).is_ok() {
             written += 1;
         }
+        tracing::debug!(
+            head = chain.head,
+            addr = req.addr,
+            op = req.op.name(),
+            fail_next = req.fail_next,
+            status,
+            written,
+            layout = %describe(&chain),
+            "i2c request"
+        );
         complete(queue, mem, chain.head, written)
     }
 
@@ -571,8 +582,19 @@ impl I2cConn {
     }
 }
 
-/// Features offered: VERSION_1, ZERO_LENGTH_REQUEST, vhost-user protocol features.
+/// Features offered: VERSION_1, RING_F_INDIRECT_DESC, ZERO_LENGTH_REQUEST,
+/// vhost-user protocol features.
+///
+/// `INDIRECT_DESC` is not optional in practice: QEMU's vhost-user-i2c
+/// device has a fixed queue of 4 descriptors and passes the back end's
+/// features through unchanged. Without indirect descriptors one message
+/// takes 2 or 3 ring descriptors, so Linux's i2c-virtio cannot queue the
+/// second message of a transfer (`virtqueue_add_sgs` fails with `ENOSPC`),
+/// sends only the first, and the transfer fails with `EIO`: every
+/// write-then-read (SMBus byte data, the at24 probe) is lost. With them
+/// each message takes one ring descriptor, so up to 4 messages fit.
 pub const I2C_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
+    | (1 << VIRTIO_RING_F_INDIRECT_DESC)
     | (1 << VIRTIO_I2C_F_ZERO_LENGTH_REQUEST)
     | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
 

@@ -59,6 +59,25 @@ impl Chain {
         }
     }
 
+    /// Writes `status` into the first byte of the first writable
+    /// descriptor and zeroes the rest of that descriptor: the layout of
+    /// virtio-gpio responses (`{u8 status; u8 value}`, event `{u8 status}`),
+    /// whose status leads. Returns the bytes written (0 when the chain has
+    /// nowhere to write).
+    pub fn write_leading_status<M: GuestMemory>(&self, mem: &M, status: u8) -> u32 {
+        let Some(first) = self.bufs.iter().find(|b| b.writable && b.len > 0) else {
+            return 0;
+        };
+        // A response is a few bytes; never zero-fill a huge guest buffer.
+        let len = first.len.min(MAX_STATUS_RESPONSE);
+        let mut bytes = vec![0u8; len as usize];
+        bytes[0] = status;
+        match mem.write_slice(&bytes, first.addr) {
+            Ok(()) => len,
+            Err(_) => 0,
+        }
+    }
+
     /// Writes `status` into the last byte of the last writable descriptor
     /// (where a well-formed request keeps its status byte). Returns the
     /// number of bytes written: 0 when the chain has nowhere to write.
@@ -75,6 +94,9 @@ impl Chain {
         }
     }
 }
+
+/// Most bytes [`Chain::write_leading_status`] writes.
+const MAX_STATUS_RESPONSE: u32 = 8;
 
 /// Pops every available chain of `queue`. A broken ring (index out of
 /// range) ends the batch; what was popped so far is returned.

@@ -155,27 +155,32 @@ fn malformed_chains_get_err_and_are_always_returned() {
     assert_eq!(used.len(), cases.len(), "every chain is returned");
     assert_eq!(used[0], (u32::from(cases[0].head), 0));
     assert_eq!(used[1], (u32::from(cases[1].head), 0));
+    // virtio-gpio responses lead with their status (`{u8 status; u8
+    // value}`): ERR goes in the first byte of the first writable
+    // descriptor and the rest of that descriptor is zeroed, so a guest that
+    // left zeroes (= OK) there cannot mistake the error for success.
+    let first_writable = [0, 0, 1, 2, 2, 2, 2, 2, 2];
     for (i, c) in cases.iter().enumerate().skip(2) {
         assert_eq!(used[i].0, u32::from(c.head));
-        assert_eq!(used[i].1, 1, "case {i} writes one status byte");
+        assert_eq!(
+            used[i].1, first_writable[i],
+            "case {i}: the status response is written"
+        );
     }
-    // The status lands in the last byte of the last writable descriptor.
     assert_eq!(f.reqs.read(cases[2].addrs[1], 1), [VIRTIO_GPIO_STATUS_ERR]);
+    for i in [3, 4, 5, 7, 8] {
+        assert_eq!(
+            f.reqs.read(cases[i].addrs[1], 2),
+            [VIRTIO_GPIO_STATUS_ERR, 0],
+            "case {i}: status byte first"
+        );
+    }
     assert_eq!(
-        f.reqs.read(cases[4].addrs[1].unchecked_add_for_test(1), 1),
-        [VIRTIO_GPIO_STATUS_ERR]
+        f.reqs.read(cases[6].addrs[0], 2),
+        [VIRTIO_GPIO_STATUS_ERR, 0]
     );
     let mut q = ControlProbe(dev.clone());
     assert_eq!(q.counters().malformed, cases.len() as u64);
-}
-
-trait AddForTest {
-    fn unchecked_add_for_test(self, n: u64) -> Self;
-}
-impl AddForTest for vm_memory::GuestAddress {
-    fn unchecked_add_for_test(self, n: u64) -> Self {
-        vm_memory::GuestAddress(self.0 + n)
-    }
 }
 
 struct ControlProbe(Arc<GpioDevice>);

@@ -419,7 +419,7 @@ impl GpioDevice {
             };
             drop(st);
             if rejected.is_some() {
-                let len = chain.write_status(mem, VIRTIO_GPIO_IRQ_STATUS_INVALID);
+                let len = chain.write_leading_status(mem, VIRTIO_GPIO_IRQ_STATUS_INVALID);
                 used |= complete(evq, mem, chain.head, len);
             }
         }
@@ -444,7 +444,7 @@ impl GpioDevice {
                 st.counters.malformed += 1;
                 st.counters.errors += 1;
                 drop(st);
-                let len = chain.write_status(mem, VIRTIO_GPIO_STATUS_ERR);
+                let len = chain.write_leading_status(mem, VIRTIO_GPIO_STATUS_ERR);
                 kicks.request = complete(reqq, mem, chain.head, len);
                 return kicks;
             }

@@ -36,6 +36,8 @@ pub const REPROBE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(15);
 /// kmemleak reports only objects older than this (MSECS_MIN_AGE).
 const KMEMLEAK_AGE: Duration = Duration::from_secs(6);
+/// A report still open after this much console silence is complete.
+const CONSOLE_QUIET: Duration = Duration::from_secs(2);
 /// Poll period while waiting.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -85,6 +87,32 @@ impl std::fmt::Debug for RunContext<'_> {
             .field("seed", &self.seed)
             .field("artifacts", &self.artifacts)
             .finish_non_exhaustive()
+    }
+}
+
+/// The streaming parser fed by the console thread.
+#[derive(Debug, Default)]
+struct ConsoleParse {
+    stream: Stream,
+    /// Completed reports not yet turned into findings.
+    done: Vec<Report>,
+    /// When console bytes last arrived.
+    last_bytes: Option<Instant>,
+}
+
+impl ConsoleParse {
+    /// Completed reports; with `end`, or when the console has been quiet
+    /// for [`CONSOLE_QUIET`] with a report open (a hung task has no end
+    /// marker), the open ones too.
+    fn take(&mut self, end: bool) -> Vec<Report> {
+        let quiet = self
+            .last_bytes
+            .is_some_and(|t| t.elapsed() >= CONSOLE_QUIET);
+        if self.stream.has_open() && (end || quiet) {
+            let rest = self.stream.finish();
+            self.done.extend(rest);
+        }
+        std::mem::take(&mut self.done)
     }
 }
 
@@ -138,7 +166,7 @@ struct Run<'a> {
     guest: Box<dyn Guest>,
     map: GuestMap,
     /// Console reports arrive here from the console thread.
-    console_reports: Arc<Mutex<Vec<Report>>>,
+    console_reports: Arc<Mutex<ConsoleParse>>,
     findings: Findings,
     cycle: Option<u32>,
     /// Consumers that should be running, by name.
@@ -229,15 +257,13 @@ fn run_inner(
     out: &mut Vec<Finding>,
 ) -> Result<(), EngineError> {
     let spec = (ctx.vm_spec)(plan, artifacts)?;
-    let console_reports = Arc::new(Mutex::new(Vec::new()));
+    let console_reports: Arc<Mutex<ConsoleParse>> = Arc::default();
     let sink_reports = Arc::clone(&console_reports);
-    let mut stream = Stream::new();
     let sink = Box::new(move |bytes: &[u8]| {
-        let new = stream.push(bytes);
-        if !new.is_empty() {
-            if let Ok(mut v) = sink_reports.lock() {
-                v.extend(new);
-            }
+        if let Ok(mut p) = sink_reports.lock() {
+            let new = p.stream.push(bytes);
+            p.done.extend(new);
+            p.last_bytes = Some(Instant::now());
         }
     });
     let vm = Vm::start(spec, Some(sink))?;
@@ -810,7 +836,7 @@ impl Run<'_> {
         let new: Vec<Report> = self
             .console_reports
             .lock()
-            .map(|mut v| v.drain(..).collect())
+            .map(|mut p| p.take(false))
             .unwrap_or_default();
         for mut r in new {
             if let Some(s) = self.ctx.symbolizer {
@@ -909,7 +935,23 @@ impl Run<'_> {
         } else {
             self.vm.quit();
         }
+        // Let the console follower read QEMU's last bytes, then close any
+        // report still open.
+        std::thread::sleep(crate::vm::console::CONSOLE_POLL * 4);
         self.pump();
+        let at = self.vm.uptime();
+        let rest = self
+            .console_reports
+            .lock()
+            .map(|mut p| p.take(true))
+            .unwrap_or_default();
+        for mut r in rest {
+            if let Some(s) = self.ctx.symbolizer {
+                r.symbolize(s);
+            }
+            let f = finding_from_report(&r, at, self.cycle);
+            self.push(f);
+        }
     }
 }
 

@@ -12,7 +12,10 @@
 //!
 //! # Stopping consumers
 //! Each consumer runs in its own thread. `StopConsumer` sets the consumer's
-//! stop flag and sends `SIGUSR1` to its thread; the agent installs a no-op
+//! stop flag, which loops check between operations; a consumer that has not
+//! exited after [`consumer::RESIGNAL_PERIOD`] (blocked in a syscall) gets
+//! `SIGUSR1` on its thread (so a plain stop never interrupts an operation
+//! that would have finished); the agent installs a no-op
 //! `SIGUSR1` handler without `SA_RESTART`, so a blocking `read()` or
 //! `ioctl()` returns `EINTR` and the loop sees the flag. The watchdog
 //! re-sends the signal every [`consumer::RESIGNAL_PERIOD`] until the thread

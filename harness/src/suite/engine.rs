@@ -626,6 +626,16 @@ impl Run<'_> {
                 }
                 Step::Sleep(d) => self.watch(*d)?,
                 Step::Kmemleak => self.kmemleak()?,
+                Step::Interrupt { consumer } => {
+                    let name = self
+                        .consumers
+                        .get(*consumer)
+                        .map(|(n, _)| n.clone())
+                        .ok_or_else(|| {
+                            EngineError::Other(format!("no consumer {consumer} to interrupt"))
+                        })?;
+                    self.call(Request::InterruptConsumer { consumer: name })?;
+                }
                 Step::DriveLine {
                     device,
                     line,

@@ -340,6 +340,15 @@ fn resolve(
             Step::DriveLine { device, .. } => {
                 check_ref(device, DeviceKind::Gpio, "a drive-line step")?
             }
+            Step::Interrupt { consumer } if *consumer >= sc.consumers.len() => {
+                return Err(invalid(
+                    "interrupt",
+                    format!(
+                        "interrupt names consumer {consumer}, but there are {} (counted from 0)",
+                        sc.consumers.len()
+                    ),
+                ));
+            }
             Step::Exec(argv) if argv.is_empty() => {
                 return Err(invalid("exec", "exec needs a command".into()));
             }
@@ -518,6 +527,17 @@ scenarios:
             "{e}"
         );
         assert!(err("scenarios: []\n").contains("no scenarios"));
+    }
+
+    #[test]
+    fn load_str_interrupt_of_missing_consumer_is_an_error() {
+        let e = err(
+            "scenarios:\n  - name: a\n    after: [{ interrupt: { consumer: 1 } }]\n    consumers: [{ i2c-hold: { device: i2c0 } }]\n    expect: clean\n",
+        );
+        assert!(
+            e.contains("interrupt names consumer 1, but there are 1"),
+            "{e}"
+        );
     }
 
     #[test]

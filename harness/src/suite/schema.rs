@@ -151,6 +151,12 @@ pub enum Step {
     /// Sleep on the host.
     #[serde(with = "humantime_serde")]
     Sleep(Duration),
+    /// Interrupt the syscall in flight of a consumer (its position in
+    /// `consumers`, from 0) with a signal, without stopping it.
+    Interrupt {
+        /// Position in `consumers`.
+        consumer: usize,
+    },
     /// Scan for leaks with kmemleak and report what it finds (since the
     /// scenario started; earlier suspects are cleared after boot).
     Kmemleak,

@@ -38,6 +38,8 @@ pub enum Command {
     Parse(crate::report::cli::ParseArgs),
     /// Build the guest initramfs (static agent as /init).
     Image(crate::image::cli::ImageArgs),
+    /// Print performance figures (boot time, unplug cycle time).
+    Bench(crate::bench::BenchArgs),
     /// Run a vhost-user device backend (what `dangle` spawns per device).
     #[command(hide = true)]
     Backend(dangle_backends::cli::BackendArgs),
@@ -51,6 +53,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Kernel(args) => crate::kernel::cli::run(args),
         Command::Parse(args) => crate::report::cli::run(args),
         Command::Image(args) => crate::image::cli::run(args),
+        Command::Bench(args) => crate::bench::run(args),
         Command::Backend(args) => match dangle_backends::cli::run(args) {
             Ok(()) => Status::Ok,
             Err(e) => fail(e.as_ref(), Status::Infrastructure),

@@ -4,6 +4,7 @@
 //! The `dangle` binary is a thin front end over this crate (see [`cli`]).
 
 pub mod agent;
+pub mod bench;
 pub mod cli;
 pub mod exit;
 pub mod image;

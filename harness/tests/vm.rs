@@ -270,13 +270,18 @@ fn vm_default_hardware_is_visible_and_works_both_ways() {
         .expect("smbus");
     wait_until(
         "10 SMBus reads",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
         || {
             b.agent()
                 .consumer_status(Some("smbus"))
                 .map(|c| {
-                    c.first()
-                        .is_some_and(|c| c.counters.ops_ok == 10 && c.result.is_some())
+                    c.first().is_some_and(|c| {
+                        matches!(
+                            c.result,
+                            Some(dangle_proto::ConsumerResult::Completed { .. })
+                        ) && c.counters.ops_ok >= 10
+                            && c.counters.total_errors() == 0
+                    })
                 })
                 .unwrap_or(false)
         },

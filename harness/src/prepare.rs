@@ -70,6 +70,27 @@ pub struct Bootable {
 /// The host setup script, embedded so an installed `dangle` can run it.
 const SETUP_HOST: &str = include_str!("../../ci/setup-host.sh");
 
+/// Host programs a default run needs (QEMU and the kernel build tools).
+pub const HOST_TOOLS: [&str; 8] = [
+    "qemu-system-x86_64",
+    "flex",
+    "bison",
+    "bc",
+    "ccache",
+    "cpio",
+    "make",
+    "gcc",
+];
+
+/// The [`HOST_TOOLS`] not found on `PATH`.
+pub fn missing_host_tools() -> Vec<&'static str> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    HOST_TOOLS
+        .into_iter()
+        .filter(|t| !std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+        .collect()
+}
+
 /// Runs the host setup script (apt): QEMU 10, kernel source and tools.
 pub fn install_host_packages() -> Result<(), PrepareError> {
     let status = std::process::Command::new("bash")
@@ -124,7 +145,7 @@ pub fn bootable(
     extra_patches: &[PathBuf],
     extra_config: &[String],
 ) -> Result<Bootable, PrepareError> {
-    if sel.install_deps && crate::vm::fixture::find_qemu().is_none() {
+    if sel.install_deps && !missing_host_tools().is_empty() {
         install_host_packages()?;
     }
     let req = sel.request(extra_patches, extra_config)?;

@@ -172,6 +172,18 @@ const KERNEL_DIRS: &[&str] = &[
 ];
 
 fn clean_path(path: &str) -> String {
+    // When the source tree is on this machine, cut at its root (the
+    // directory holding MAINTAINERS and Kbuild): a top-level name such as
+    // `kernel/` may also occur in the path of the tree itself.
+    if let Some(root) = Path::new(path)
+        .ancestors()
+        .skip(1)
+        .find(|d| d.join("MAINTAINERS").is_file() && d.join("Kbuild").is_file())
+    {
+        if let Ok(rel) = Path::new(path).strip_prefix(root) {
+            return rel.to_string_lossy().into_owned();
+        }
+    }
     let cut = KERNEL_DIRS
         .iter()
         .filter_map(|d| path.find(&format!("/{d}/")))
@@ -356,9 +368,20 @@ mod tests {
     }
 
     #[test]
+    fn clean_path_cuts_at_the_tree_root_when_present() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("cache/kernel/trees/x/src");
+        std::fs::create_dir_all(root.join("drivers/misc")).unwrap();
+        std::fs::write(root.join("MAINTAINERS"), "").unwrap();
+        std::fs::write(root.join("Kbuild"), "").unwrap();
+        let p = root.join("drivers/misc/heap.c");
+        assert_eq!(clean_path(&p.to_string_lossy()), "drivers/misc/heap.c");
+    }
+
+    #[test]
     fn clean_path_build_prefix_removed() {
         assert_eq!(
-            clean_path("/home/me/linux-6.12/drivers/i2c/i2c-core-base.c"),
+            clean_path("/nonexistent/me/linux-6.12/drivers/i2c/i2c-core-base.c"),
             "drivers/i2c/i2c-core-base.c"
         );
         assert_eq!(

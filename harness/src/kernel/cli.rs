@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{ConfigAdd, KernelError, KernelRequest, KernelSource, Progress, ProgressMode};
+use super::{KernelError, KernelRequest, Progress, ProgressMode};
 use crate::exit::Status;
+use crate::prepare::KernelSelect;
 
 /// Arguments of `dangle kernel`.
 #[derive(Debug, Args)]
@@ -30,23 +31,9 @@ enum KernelCommand {
 /// Source, patch and config selection shared by the subcommands.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// Build this kernel source tree instead of Debian's linux-source-6.12.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["kernel", "vmlinux"])]
-    pub kernel_src: Option<PathBuf>,
-    /// Use this prebuilt bzImage (needs --vmlinux).
-    #[arg(long, value_name = "BZIMAGE", requires = "vmlinux")]
-    pub kernel: Option<PathBuf>,
-    /// The vmlinux that matches --kernel.
-    #[arg(long, value_name = "VMLINUX", requires = "kernel")]
-    pub vmlinux: Option<PathBuf>,
-    /// A patch file or a directory of a `git format-patch` series; repeatable,
-    /// applied in order after images/kernel/patches/.
-    #[arg(long = "patch", value_name = "FILE|DIR")]
-    pub patches: Vec<PathBuf>,
-    /// A config fragment file or SYMBOL=value; repeatable, applied after
-    /// images/kernel/*.config.
-    #[arg(long = "config-add", value_name = "FRAGMENT|SYMBOL=VAL")]
-    pub config_add: Vec<String>,
+    /// Source, patches, config items and --install-deps, as on `run` and `boot`.
+    #[command(flatten)]
+    pub select: KernelSelect,
     /// Do not apply images/kernel/patches/.
     #[arg(long)]
     pub no_default_patches: bool,
@@ -54,9 +41,6 @@ pub struct BuildArgs {
     /// checkout's images/kernel).
     #[arg(long, value_name = "DIR")]
     pub images_dir: Option<PathBuf>,
-    /// Install missing host packages (linux-source-6.12) with apt.
-    #[arg(long)]
-    pub install_deps: bool,
     /// Cache root (default: $DANGLE_CACHE_DIR, $XDG_CACHE_HOME/dangle, ~/.cache/dangle).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -102,29 +86,12 @@ impl TryFrom<&BuildArgs> for KernelRequest {
     type Error = KernelError;
 
     fn try_from(a: &BuildArgs) -> Result<Self, KernelError> {
-        let source = match (&a.kernel_src, &a.kernel, &a.vmlinux) {
-            (Some(dir), _, _) => KernelSource::Tree(dir.clone()),
-            (None, Some(b), Some(v)) => KernelSource::Prebuilt {
-                bzimage: b.clone(),
-                vmlinux: v.clone(),
-            },
-            _ => KernelSource::Debian,
-        };
-        let config_add = a
-            .config_add
-            .iter()
-            .map(|s| ConfigAdd::parse(s))
-            .collect::<Result<Vec<_>, _>>()?;
         let mut req = KernelRequest {
-            source,
-            patches: a.patches.clone(),
             default_patches: !a.no_default_patches,
-            config_add,
-            install_deps: a.install_deps,
             cache_dir: a.cache_dir.clone(),
             jobs: a.jobs,
             force: a.force,
-            ..KernelRequest::default()
+            ..a.select.request(&[], &[])?
         };
         if let Some(d) = &a.images_dir {
             req.images_dir = d.clone();
@@ -201,6 +168,7 @@ fn print_config(a: &BuildArgs) -> Result<(), KernelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::{ConfigAdd, KernelSource};
     use clap::Parser;
 
     #[derive(Debug, Parser)]

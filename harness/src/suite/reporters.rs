@@ -15,6 +15,7 @@ use super::outcome::{Outcome, ScenarioResult};
 #[derive(Debug)]
 pub struct TerminalReporter {
     bar: Option<ProgressBar>,
+    seen: std::collections::HashSet<(String, String)>,
     results: Vec<ScenarioResult>,
     artifacts: Option<PathBuf>,
 }
@@ -34,6 +35,7 @@ impl TerminalReporter {
         });
         Self {
             bar,
+            seen: Default::default(),
             results: Vec::new(),
             artifacts: None,
         }
@@ -101,7 +103,10 @@ impl Reporter for TerminalReporter {
                 ));
             }
             Event::Finding { scenario, finding } => {
-                self.line(&format!("  {scenario}: finding: {}", finding.title));
+                // Repeats (a report storm) are counted in the table, not printed.
+                if self.seen.insert((scenario.clone(), finding.title.clone())) {
+                    self.line(&format!("  {scenario}: finding: {}", finding.title));
+                }
             }
             Event::ScenarioFinished(r) => {
                 let extra = match &r.outcome {

@@ -15,7 +15,7 @@ use crate::exit::Status;
 /// Exit codes: 0 ok, 1 findings (bugs or unmet expectations), 2 bad input,
 /// 3 infrastructure failure.
 #[derive(Debug, Parser)]
-#[command(name = "dangle", version, about, long_about = None)]
+#[command(name = "dangle", version, about, long_about = None, after_help = crate::exit::EXIT_CODES_HELP)]
 pub struct Cli {
     /// More log output (-v, -vv). DANGLE_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -29,12 +29,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run hot-unplug suites (default: the smoke suite on the default kernel).
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
     Run(crate::suite::cli::RunArgs),
     /// Boot a test VM with the virtual hardware attached.
     Boot(crate::vm::cli::BootArgs),
     /// Build (or fetch from cache) the test kernel.
     Kernel(crate::kernel::cli::KernelArgs),
     /// Split kernel console logs into crash reports with syzkaller titles.
+    #[command(after_help = crate::exit::EXIT_CODES_HELP)]
     Parse(crate::report::cli::ParseArgs),
     /// Build the guest initramfs (static agent as /init).
     Image(crate::image::cli::ImageArgs),
@@ -66,4 +68,25 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 pub fn fail(err: &(dyn std::error::Error + 'static), status: Status) -> Status {
     crate::exit::print_error(err);
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_help_documents_exit_codes() {
+        let mut cmd = Cli::command();
+        let run = cmd.find_subcommand_mut("run").expect("run subcommand");
+        let help = run.render_long_help().to_string();
+        for code in ["0  every scenario", "1  findings", "2  bad input", "3  infrastructure"] {
+            assert!(help.contains(code), "missing {code:?} in:\n{help}");
+        }
+    }
 }

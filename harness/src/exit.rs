@@ -9,6 +9,13 @@
 
 use std::process::ExitCode;
 
+/// The exit code table as printed at the end of `--help`.
+pub const EXIT_CODES_HELP: &str = "Exit codes:
+  0  every scenario met its expectation (parse: no crash report)
+  1  findings: a scenario did not meet its expectation (parse: reports found)
+  2  bad input: suite file (with file:line:column), flags, unreadable file
+  3  infrastructure failure: QEMU missing, kernel build failed, VM did not boot";
+
 /// The outcome classes that the CLI maps to process exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

@@ -85,7 +85,12 @@ mod tests {
         let mut cmd = Cli::command();
         let run = cmd.find_subcommand_mut("run").expect("run subcommand");
         let help = run.render_long_help().to_string();
-        for code in ["0  every scenario", "1  findings", "2  bad input", "3  infrastructure"] {
+        for code in [
+            "0  every scenario",
+            "1  findings",
+            "2  bad input",
+            "3  infrastructure",
+        ] {
             assert!(help.contains(code), "missing {code:?} in:\n{help}");
         }
     }

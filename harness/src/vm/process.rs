@@ -116,6 +116,22 @@ pub fn render_cmdline(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// Logs the exact command line and sets the death signal; returns the
+/// rendered command line for reports.
+fn prepare(name: &str, cmd: &mut Command, how: &str) -> String {
+    let cmdline = render_cmdline(cmd);
+    tracing::info!("spawn {name}{how}: {cmdline}");
+    set_pdeathsig(cmd);
+    cmdline
+}
+
+fn spawn_error(cmd: &Command, source: io::Error) -> ProcessError {
+    ProcessError::Spawn {
+        program: cmd.get_program().to_string_lossy().into_owned(),
+        source,
+    }
+}
+
 /// Makes the child die with the harness even if the harness is SIGKILLed.
 fn set_pdeathsig(cmd: &mut Command) {
     // SAFETY: the closure runs in the child between fork and exec and only
@@ -176,13 +192,8 @@ impl ChildGroup {
         mut cmd: Command,
         log: &Path,
     ) -> Result<Supervised, ProcessError> {
-        let cmdline = render_cmdline(&cmd);
-        tracing::info!("spawn {name} (foreground): {cmdline}");
-        set_pdeathsig(&mut cmd);
-        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-            program: cmd.get_program().to_string_lossy().into_owned(),
-            source,
-        })?;
+        let cmdline = prepare(name, &mut cmd, " (foreground)");
+        let child = cmd.spawn().map_err(|source| spawn_error(&cmd, source))?;
         self.foreground.push(child.id() as i32);
         Ok(Supervised {
             name: name.to_owned(),
@@ -200,10 +211,7 @@ impl ChildGroup {
         mut cmd: Command,
         log: &Path,
     ) -> Result<Supervised, ProcessError> {
-        let cmdline = render_cmdline(&cmd);
-        tracing::info!("spawn {name}: {cmdline}");
-        set_pdeathsig(&mut cmd);
-        let program = cmd.get_program().to_string_lossy().into_owned();
+        let cmdline = prepare(name, &mut cmd, "");
         let spawn = |cmd: &mut Command, pgid: i32| {
             cmd.process_group(pgid);
             cmd.spawn()
@@ -224,10 +232,7 @@ impl ChildGroup {
                 Err(e) => Err(e),
             },
         }
-        .map_err(|source| ProcessError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        .map_err(|source| spawn_error(&cmd, source))?;
         if self.pgid.is_none() {
             self.pgid = Some(child.id() as i32);
         }

@@ -274,3 +274,25 @@ where
     }
     Ok(())
 }
+
+/// The exit event every backend gives vhost-user-backend's worker threads
+/// (without it, dropping the daemon after a disconnect deadlocks).
+pub fn exit_event() -> Option<(
+    vmm_sys_util::event::EventConsumer,
+    vmm_sys_util::event::EventNotifier,
+)> {
+    use vmm_sys_util::event::{EventFlag, new_event_consumer_and_notifier};
+    new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
+        .inspect_err(|e| tracing::error!("cannot create exit event: {e}"))
+        .ok()
+}
+
+/// Logs a SET_MEM_TABLE the way every backend does.
+pub fn log_mem_table<M: vm_memory::GuestMemoryBackend>(device: &str, mem: &M) {
+    use vm_memory::GuestMemoryRegion;
+    tracing::debug!(
+        "{device}: SET_MEM_TABLE: {} region(s), {} bytes",
+        mem.num_regions(),
+        mem.iter().map(|r| r.len()).sum::<u64>()
+    );
+}

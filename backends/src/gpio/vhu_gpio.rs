@@ -17,12 +17,10 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{
     ByteValued, Bytes, GuestAddress, GuestAddressSpace, GuestMemory, GuestMemoryAtomic,
-    GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+    GuestMemoryMmap,
 };
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{
-    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
-};
+use vmm_sys_util::event::{EventConsumer, EventNotifier};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::lines::{GpioError, GpioLines, LineState};
@@ -763,19 +761,13 @@ impl VhostUserBackend for GpioConn {
     }
 
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
-        tracing::debug!(
-            "gpio: SET_MEM_TABLE: {} region(s), {} bytes",
-            mem.memory().num_regions(),
-            mem.memory().iter().map(|r| r.len()).sum::<u64>()
-        );
+        crate::daemon::log_mem_table("gpio", &*mem.memory());
         *lock(&self.mem) = Some(mem);
         Ok(())
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
-            .inspect_err(|e| tracing::error!("cannot create exit event: {e}"))
-            .ok()
+        crate::daemon::exit_event()
     }
 
     fn handle_event(

@@ -16,14 +16,9 @@ use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{
-    Bytes, GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap,
-    GuestMemoryRegion,
-};
+use vm_memory::{Bytes, GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{
-    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
-};
+use vmm_sys_util::event::{EventConsumer, EventNotifier};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::bus::{Bus, BusError};
@@ -647,19 +642,13 @@ impl VhostUserBackend for I2cConn {
     }
 
     fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
-        tracing::debug!(
-            "i2c: SET_MEM_TABLE: {} region(s), {} bytes",
-            mem.memory().num_regions(),
-            mem.memory().iter().map(|r| r.len()).sum::<u64>()
-        );
+        crate::daemon::log_mem_table("i2c", &*mem.memory());
         *lock(&self.mem) = Some(mem);
         Ok(())
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
-            .inspect_err(|e| tracing::error!("cannot create exit event: {e}"))
-            .ok()
+        crate::daemon::exit_event()
     }
 
     fn handle_event(

@@ -8,6 +8,7 @@
 //! remembered; since QEMU drops what the guest writes before the host
 //! connects, [`AgentClient::hello`] asks for the same facts explicitly.
 
+use dangle_proto::Deadline;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dangle_proto::{
     ConsumerReport, ConsumerSpec, DeviceList, ErrorReply, Event, ExecOutput, ExecRequest,
@@ -115,11 +116,11 @@ impl AgentClient {
     /// # Errors
     /// [`AgentError::Io`] when the time is up.
     pub fn connect_unix(path: &Path, timeout: Duration) -> Result<Self, AgentError> {
-        let end = Instant::now() + timeout;
+        let end = Deadline::after(timeout);
         let stream = loop {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
-                Err(e) if Instant::now() >= end => {
+                Err(e) if end.expired() => {
                     return Err(AgentError::Io {
                         what: format!("connect {}", path.display()),
                         source: e,
@@ -177,7 +178,7 @@ impl AgentClient {
     /// [`AgentError::Timeout`], or [`AgentError::Disconnected`].
     pub fn wait_ready(&self, timeout: Duration) -> Result<GuestInfo, AgentError> {
         let (m, cv) = &*self.ready;
-        let end = Instant::now() + timeout;
+        let end = Deadline::after(timeout);
         let mut st = lock(m);
         loop {
             if let Some(i) = &st.info {
@@ -186,17 +187,19 @@ impl AgentClient {
             if st.closed {
                 return Err(AgentError::Disconnected("ready".to_owned()));
             }
-            let now = Instant::now();
-            if now >= end {
+            if end.expired() {
                 return Err(AgentError::Timeout {
                     request: "ready".to_owned(),
                     timeout,
                 });
             }
-            st = cv
-                .wait_timeout(st, end - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            st = match end.remaining() {
+                Some(left) => cv
+                    .wait_timeout(st, left)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0),
+                None => cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
@@ -649,7 +652,7 @@ mod tests {
     #[test]
     fn agent_client_unanswered_request_times_out_then_the_channel_still_works() {
         let (c, _mock) = pair();
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let e = c
             .request(Request::ListDevices {}, Duration::from_millis(200))
             .expect_err("timeout");

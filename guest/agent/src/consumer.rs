@@ -7,6 +7,7 @@
 //! ([`Registry::tick`], run every [`WATCHDOG_TICK`]) reads that state; it
 //! never touches the workload thread except to re-send the stop signal.
 
+use dangle_proto::Deadline;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -213,16 +214,15 @@ impl Consumer {
 
     /// Sleeps up to `d`, in slices, returning early (false) once stopped.
     pub fn sleep(&self, d: Duration) -> bool {
-        let end = Instant::now() + d;
+        let end = Deadline::after(d);
         loop {
             if self.stop_requested() {
                 return false;
             }
-            let now = Instant::now();
-            if now >= end {
+            if end.expired() {
                 return true;
             }
-            std::thread::sleep((end - now).min(Duration::from_millis(20)));
+            std::thread::sleep(end.step(Duration::from_millis(20)));
         }
     }
 
@@ -408,12 +408,12 @@ impl Registry {
 
     /// Waits up to `timeout` for every consumer to exit; true if they did.
     pub fn wait_all(&self, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
+        let end = Deadline::after(timeout);
         loop {
             if lock(&self.consumers).values().all(|c| c.exited()) {
                 return true;
             }
-            if Instant::now() >= end {
+            if end.expired() {
                 return false;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -7,13 +7,14 @@
 //! registered, and std's own `waitpid` inside a failed spawn never races
 //! with the reaper.
 
+use dangle_proto::Deadline;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dangle_proto::{ExecOutput, ExecRequest};
 use nix::errno::Errno;
@@ -134,21 +135,23 @@ impl Reaper {
     /// Waits up to `timeout` for child `pid` (spawned through
     /// [`Reaper::spawn`]) to be reaped.
     pub fn wait(&self, pid: i32, timeout: Duration) -> Option<WaitStatus> {
-        let end = Instant::now() + timeout;
+        let end = Deadline::after(timeout);
         let mut st = lock(&self.state);
         loop {
             if let Some(s) = st.exited.remove(&pid) {
                 return Some(s);
             }
-            let now = Instant::now();
-            if now >= end {
+            if end.expired() {
                 return None;
             }
-            st = self
-                .cv
-                .wait_timeout(st, end - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
+            st = match end.remaining() {
+                Some(left) => self
+                    .cv
+                    .wait_timeout(st, left)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0),
+                None => self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 }
@@ -304,7 +307,7 @@ mod tests {
     #[test]
     fn run_past_timeout_kills_the_process_group() {
         let r = reaper();
-        let t0 = Instant::now();
+        let t0 = std::time::Instant::now();
         let out = run(&r, &req(&["sh", "-c", "sleep 30 & sleep 30"], 300, None)).expect("run");
         assert!(out.timed_out);
         assert_eq!(out.signal, Some(libc::SIGKILL));

@@ -30,6 +30,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod deadline;
+
+pub use deadline::Deadline;
+
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
 

@@ -9,6 +9,7 @@
 //! parser; agent events (stuck syscalls), agent silence, QEMU exits and
 //! backend deaths become findings too.
 
+use dangle_proto::Deadline;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -654,7 +655,7 @@ impl Run<'_> {
     /// Waits until a driver is bound to the I2C client `client` (drivers
     /// such as at24 may probe asynchronously): its `uevent` shows `DRIVER=`.
     fn wait_bound(&mut self, client: &str, chip: &str) -> Result<(), EngineError> {
-        let deadline = Instant::now() + BIND_TIMEOUT;
+        let deadline = Deadline::after(BIND_TIMEOUT);
         loop {
             let r = self.guest.call(
                 Request::ReadFile {
@@ -668,7 +669,7 @@ impl Run<'_> {
                     return Ok(());
                 }
             }
-            if Instant::now() >= deadline {
+            if deadline.expired() {
                 return Err(EngineError::Other(format!(
                     "new-device {chip} at {client}: no driver bound within {BIND_TIMEOUT:?}"
                 )));
@@ -775,7 +776,7 @@ impl Run<'_> {
         target: Option<&str>,
         timeout: Duration,
     ) -> Result<GuestMap, EngineError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             let map = guest::resolve(self.guest.as_mut(), &self.plan.devices, AGENT_TIMEOUT)?;
             let ready = match target {
@@ -785,7 +786,7 @@ impl Run<'_> {
             if ready {
                 return Ok(map);
             }
-            if Instant::now() >= deadline {
+            if deadline.expired() {
                 let missing: Vec<&str> = self
                     .plan
                     .devices
@@ -804,7 +805,7 @@ impl Run<'_> {
 
     /// Waits `d` while collecting findings from every source.
     fn watch(&mut self, d: Duration) -> Result<(), EngineError> {
-        let end = Instant::now() + d;
+        let end = Deadline::after(d);
         let mut last_ping = Instant::now();
         loop {
             self.pump();
@@ -815,11 +816,10 @@ impl Run<'_> {
                 last_ping = Instant::now();
                 self.ping();
             }
-            let now = Instant::now();
-            if now >= end {
+            if end.expired() {
                 return Ok(());
             }
-            std::thread::sleep(POLL.min(end - now));
+            std::thread::sleep(end.step(POLL));
         }
     }
 

@@ -165,11 +165,11 @@ fn boot(a: BootArgs) -> Result<i32, Status> {
         None => {
             // The console is on this terminal; QEMU exits on guest poweroff
             // (-no-reboot) or Ctrl-A X.
-            let st = vm.wait_exit(Duration::MAX);
+            let st = vm.wait_exit_unbounded();
             vm.shutdown();
             eprintln!(
                 "dangle boot: VM exited ({}); console: {}",
-                st.map_or("?".into(), |s| s.to_string()),
+                st.map_or_else(|e| format!("wait failed: {e}"), |s| s.to_string()),
                 artifacts.join("console.log").display()
             );
             Ok(0)

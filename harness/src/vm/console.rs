@@ -6,13 +6,14 @@
 //! for waiters, and hands each new chunk to an optional sink (the streaming
 //! crash parser).
 
+use dangle_proto::Deadline;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often the console file is polled for growth.
 pub const CONSOLE_POLL: Duration = Duration::from_millis(50);
@@ -120,7 +121,7 @@ impl ConsoleLog {
     /// Waits until `needle` appears at or after byte `from`; returns the
     /// offset just past it, or `None` on timeout.
     pub fn wait_for(&self, needle: &str, from: usize, timeout: Duration) -> Option<usize> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let needle = needle.as_bytes();
         let mut guard = self.shared.bytes.lock().ok()?;
         loop {
@@ -129,11 +130,13 @@ impl ConsoleLog {
                     return Some(from + pos + needle.len());
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if deadline.expired() {
                 return None;
             }
-            guard = self.shared.grew.wait_timeout(guard, deadline - now).ok()?.0;
+            guard = match deadline.remaining() {
+                Some(left) => self.shared.grew.wait_timeout(guard, left).ok()?.0,
+                None => self.shared.grew.wait(guard).ok()?,
+            };
         }
     }
 

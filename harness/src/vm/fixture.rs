@@ -7,6 +7,7 @@
 //! stay in the artifacts directory; [`Vm::postmortem`] renders them between
 //! clear delimiters, with the timeouts in force, for failure messages.
 
+use dangle_proto::Deadline;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -478,6 +479,12 @@ impl Vm {
         self.qemu.wait_timeout(timeout).ok().flatten()
     }
 
+    /// Waits for QEMU to exit on its own (guest poweroff, or Ctrl-A X on an
+    /// interactive console) with no time limit.
+    pub fn wait_exit_unbounded(&mut self) -> io::Result<ExitStatus> {
+        self.qemu.wait()
+    }
+
     /// Stops everything and returns the whole console.
     pub fn shutdown(mut self) -> Vec<u8> {
         if self.qemu_exited().is_none() {
@@ -556,8 +563,8 @@ fn spawn_backend(
 }
 
 fn wait_for_socket(b: &Backend) -> Result<(), VmError> {
-    let deadline = Instant::now() + BACKEND_SOCKET_TIMEOUT;
-    while Instant::now() < deadline {
+    let deadline = Deadline::after(BACKEND_SOCKET_TIMEOUT);
+    while !deadline.expired() {
         if b.socket.exists() {
             return Ok(());
         }

@@ -7,13 +7,14 @@
 //! logged, and each child's stdout/stderr go to a log file in the run
 //! directory so they survive for the post-mortem.
 
+use dangle_proto::Deadline;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -60,18 +61,27 @@ impl Supervised {
         self.child.try_wait()
     }
 
-    /// Waits up to `timeout` for the child to exit.
+    /// Waits up to `timeout` for the child to exit; a timeout too large to
+    /// represent waits as long as [`Supervised::wait`].
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
+        if deadline == Deadline::never() {
+            return self.wait().map(Some);
+        }
         loop {
             if let Some(st) = self.child.try_wait()? {
                 return Ok(Some(st));
             }
-            if Instant::now() >= deadline {
+            if deadline.expired() {
                 return Ok(None);
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(deadline.step(Duration::from_millis(20)));
         }
+    }
+
+    /// Waits for the child to exit, however long that takes.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait()
     }
 
     /// Sends a signal to this child only.
@@ -284,6 +294,17 @@ mod tests {
         drop(g);
         assert!(a.wait_timeout(Duration::from_secs(5)).unwrap().is_some());
         assert!(b.wait_timeout(Duration::from_secs(5)).unwrap().is_some());
+    }
+
+    #[test]
+    fn wait_timeout_duration_max_waits_for_exit_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = ChildGroup::new();
+        let mut c = Command::new("sh");
+        c.args(["-c", "sleep 0.2; exit 3"]);
+        let mut child = g.spawn("c", c, &dir.path().join("c.log")).unwrap();
+        let st = child.wait_timeout(Duration::MAX).unwrap();
+        assert_eq!(st.and_then(|s| s.code()), Some(3));
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! must not make the whole stream undecodable, and EOF or a stuck QEMU must
 //! be an error with a timeout, not a panic or a hang.
 
+use dangle_proto::Deadline;
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qapi::Command;
 use qapi::qmp;
@@ -79,11 +80,11 @@ impl QmpClient {
     /// Connects to a QMP unix socket, retrying until `timeout` while QEMU
     /// starts up, and negotiates capabilities.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Self, QmpError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         let stream = loop {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
+                Err(e) if !deadline.expired() => {
                     tracing::trace!("qmp connect {}: {e}", path.display());
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -215,12 +216,12 @@ impl QmpClient {
         timeout: Duration,
         mut pred: impl FnMut(&QmpEvent) -> bool,
     ) -> Result<QmpEvent, QmpError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Deadline::after(timeout);
         loop {
             if let Some(pos) = self.events.iter().position(&mut pred) {
                 return Ok(self.events.remove(pos).expect("position is in range"));
             }
-            if Instant::now() >= deadline {
+            if deadline.expired() {
                 return Err(QmpError::EventTimeout {
                     event: what.to_owned(),
                     timeout,

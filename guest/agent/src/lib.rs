@@ -31,4 +31,5 @@ pub mod kmsg;
 pub mod op;
 pub mod pid1;
 pub mod server;
+pub mod shell;
 pub mod workloads;

@@ -7,13 +7,13 @@
 //! - `dangle.channel=PATH`: use this device instead of looking for the
 //!   `dangle.agent` virtio-serial port (then `/dev/ttyS1`);
 //! - `dangle.shell=1`: run `/bin/sh` on the console (busybox, when the image
-//!   has it) for interactive use, respawned when it exits.
+//!   has it) from boot, respawned when it exits (see [`crate::shell`]; the
+//!   host can also start it later).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::discovery::Sysfs;
 use crate::exec::Reaper;
 use crate::kmsg::{self, KmsgWriter};
 use crate::server::{Action, Outbox, Server, guest_info};
+use crate::shell;
 
 /// How long the agent waits for the virtio-serial port before falling
 /// back to [`FALLBACK_CHANNEL`].
@@ -37,6 +38,8 @@ pub const FALLBACK_CHANNEL: &str = "/dev/ttyS1";
 /// When the agent is not PID 1 (tests on the host), the channel device is
 /// taken from this environment variable instead of the kernel cmdline.
 pub const CHANNEL_ENV: &str = "DANGLE_AGENT_CHANNEL";
+/// How often the poweroff watcher looks at its signal flag.
+const POWEROFF_POLL: Duration = Duration::from_millis(100);
 /// Pause before reading again after the host side closed the channel.
 pub const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
@@ -213,34 +216,30 @@ fn spawn_writer(mut out: File) -> Outbox {
     })
 }
 
-fn spawn_shell(reaper: Arc<Reaper>) {
-    if !Path::new("/bin/sh").exists() {
-        tracing::warn!("dangle.shell=1 but the image has no /bin/sh");
+/// busybox `poweroff` and `reboot` signal init instead of calling
+/// reboot(2) themselves: stop the consumers and power off, as for
+/// [`dangle_proto::Request::Poweroff`].
+fn spawn_poweroff_watcher(server: &Server) {
+    if let Err(e) = shell::install_poweroff_handler() {
+        tracing::error!("poweroff signal handlers: {e}");
         return;
     }
+    let registry = server.registry().clone();
     let r = std::thread::Builder::new()
-        .name("shell".to_owned())
+        .name("poweroff".to_owned())
         .spawn(move || {
-            loop {
-                // setsid -c makes the console the shell's controlling tty,
-                // so Ctrl-C works.
-                let mut cmd = Command::new("/bin/busybox");
-                cmd.args(["setsid", "-c", "/bin/sh", "-l"])
-                    .env("PATH", crate::exec::DEFAULT_PATH)
-                    .env("HOME", "/")
-                    .env("TERM", "linux");
-                match reaper.spawn(&mut cmd) {
-                    Ok(child) => {
-                        let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-                        while reaper.wait(pid, Duration::from_secs(3600)).is_none() {}
-                    }
-                    Err(e) => tracing::warn!("shell: {e}"),
-                }
-                std::thread::sleep(Duration::from_secs(1));
+            while !shell::poweroff_requested() {
+                std::thread::sleep(POWEROFF_POLL);
             }
+            tracing::info!("poweroff requested by signal");
+            registry.stop_all();
+            if !registry.wait_all(crate::server::POWEROFF_STOP_TIMEOUT) {
+                tracing::warn!("poweroff: some consumers did not stop");
+            }
+            poweroff()
         });
     if let Err(e) = r {
-        tracing::warn!("shell thread: {e}");
+        tracing::error!("poweroff thread: {e}");
     }
 }
 
@@ -295,7 +294,7 @@ pub fn main() -> ! {
         tracing::error!("reaper thread: {e}");
     }
     if cfg.shell {
-        spawn_shell(Arc::clone(&reaper));
+        shell::start_once(&reaper);
     }
     // PID 1 must never exit (the kernel would panic); a test run may.
     let give_up = || -> ! {
@@ -322,6 +321,9 @@ pub fn main() -> ! {
     let server = Server::new(sysfs.clone(), reaper, outbox);
     if let Err(e) = server.registry().spawn_watchdog() {
         tracing::error!("watchdog thread: {e}");
+    }
+    if pid1 {
+        spawn_poweroff_watcher(&server);
     }
     server.send_event(Event::Ready {
         protocol: PROTOCOL_VERSION,

@@ -267,6 +267,13 @@ impl Server {
                 }
             }
             Request::ListDevices {} => ReplyResult::Ok(Response::Devices(self.list_devices())),
+            Request::StartShell {} => {
+                if crate::shell::start_once(&self.reaper) {
+                    ReplyResult::Ok(Response::Done)
+                } else {
+                    err(ErrorKind::NotFound, "the image has no /bin/sh", None)
+                }
+            }
             Request::Poweroff {} => {
                 self.registry.stop_all();
                 if !self.registry.wait_all(POWEROFF_STOP_TIMEOUT) {

@@ -134,6 +134,10 @@ pub enum Request {
     ListDevices {},
     /// Syncs and powers the VM off; answered by [`Response::Done`] first.
     Poweroff {},
+    /// Starts the interactive shell on the console (once; later requests
+    /// do nothing); answered by [`Response::Done`], or an error when the
+    /// image has no shell.
+    StartShell {},
 }
 
 /// A command for [`Request::Exec`].

@@ -6,13 +6,20 @@
 //! - `cycles`: seconds per unplug+replug cycle with consumers busy, for each
 //!   unplug method, and cycles per minute over a duration.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::exit::Status;
 use crate::prepare::{self, KernelSelect};
 use crate::suite::agent_guest::AgentGuest;
 use crate::suite::engine::{BOOT_TIMEOUT, error_chain};
+use crate::suite::events::{Event, Fanout, Reporter};
+use crate::suite::load::{self, Plan};
+use crate::suite::outcome::Outcome;
+use crate::suite::reporters::{ArtifactsReporter, TerminalReporter};
+use crate::suite::runner::{self, QemuPlatform, RunOptions};
+use crate::suite::schema::{Consumer, Expectation, GpioLine, Method, Scenario, Unplug};
 use crate::vm::accel::{self, AccelChoice};
 use crate::vm::devices::DeviceSpec;
 use crate::vm::fixture::{Vm, VmSpec, find_qemu};
@@ -165,60 +172,144 @@ fn boot(runs: u32, kernel: &KernelSelect, artifacts: Option<PathBuf>) -> Status 
     status
 }
 
+/// Collects figures from a run's events: boot seconds and seconds per
+/// cycle by unplug method, and why a scenario produced none.
+#[derive(Debug, Default)]
+pub struct BenchReporter {
+    /// Boot to agent ready, per scenario.
+    pub boot_secs: Vec<f64>,
+    /// Seconds per unplug+replug cycle, by method.
+    pub cycle_secs: BTreeMap<Method, Vec<f64>>,
+    /// Scenarios that did not meet their expectation, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Reporter for BenchReporter {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::VmReady { boot_secs, .. } => self.boot_secs.push(*boot_secs),
+            Event::Cycle { method, secs, .. } => {
+                self.cycle_secs.entry(*method).or_default().push(*secs);
+            }
+            Event::ScenarioFinished { result, .. } => match &result.outcome {
+                Outcome::Met => {}
+                Outcome::NotMet { reason } => {
+                    self.failed.push((result.scenario.clone(), reason.clone()));
+                }
+                Outcome::Infrastructure { error } => {
+                    self.failed.push((result.scenario.clone(), error.clone()));
+                }
+            },
+            _ => {}
+        }
+    }
+}
+
+/// The bench scenario of one method: a GPIO controller with a held line,
+/// a polled edge watcher and a toggler, cycled for `duration`.
+pub fn cycle_plan(method: Method, duration: Duration, artifacts: &Path) -> Plan {
+    let line = |n| GpioLine {
+        device: "gpio0".into(),
+        line: n,
+    };
+    let devices = vec![DeviceSpec::gpio("gpio0", 8)];
+    Plan {
+        suite: "bench-cycles".into(),
+        file: artifacts.join("bench-cycles"),
+        scenario: Scenario {
+            name: format!("cycles-{method}"),
+            description: None,
+            devices: Some(devices.clone()),
+            kernel: Default::default(),
+            setup: Vec::new(),
+            consumers: vec![
+                Consumer::GpioHold(line(1)),
+                Consumer::GpioEdgePoll(line(2)),
+                Consumer::GpioToggle(line(3)),
+            ],
+            unplug: Some(Unplug {
+                method,
+                targets: vec!["gpio0".into()],
+                cycles: None,
+                duration: Some(duration),
+                delay: Some("200ms".into()),
+                no_replug: false,
+            }),
+            after: Vec::new(),
+            expect: Expectation::Clean,
+            notes: None,
+            unplug_timeout: Some(Duration::from_secs(60)),
+            consumer_deadline: None,
+            settle: Some(Duration::from_secs(1)),
+            watchdog: None,
+            cmdline: Vec::new(),
+        },
+        devices,
+        cycles: 1,
+        duration: Some(duration),
+        delay: (Duration::from_millis(200), Duration::from_millis(200)),
+        unplug_timeout: Duration::from_secs(60),
+        consumer_deadline: load::DEFAULT_CONSUMER_DEADLINE,
+        settle: Duration::from_secs(1),
+        watchdog: load::DEFAULT_WATCHDOG,
+        cmdline: Vec::new(),
+        patches: Vec::new(),
+    }
+}
+
 fn cycles(
     duration: Duration,
     methods: Vec<String>,
     kernel: KernelSelect,
     artifacts: Option<PathBuf>,
 ) -> Status {
-    let methods = if methods.is_empty() {
-        vec![
-            "qmp".into(),
-            "unbind".into(),
-            "pci-remove".into(),
-            "backend-kill".into(),
-        ]
-    } else {
-        methods
-    };
-    let dir = artifacts.unwrap_or_else(|| PathBuf::from("dangle-artifacts/bench-cycles"));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("dangle bench: cannot create {}: {e}", dir.display());
-        return Status::BadInput;
-    }
-    let mut yaml = String::from("name: bench-cycles\nscenarios:\n");
+    let mut parsed = Vec::new();
     for m in &methods {
-        yaml.push_str(&format!(
-            "  - name: cycles-{m}\n    devices: [{{ kind: gpio, id: gpio0, lines: 8 }}]\n    consumers:\n      - gpio-hold: {{ device: gpio0, line: 1 }}\n      - gpio-edge-poll: {{ device: gpio0, line: 2 }}\n      - gpio-toggle: {{ device: gpio0, line: 3 }}\n    unplug: {{ method: {m}, targets: [gpio0], delay: 200ms }}\n    unplug-timeout: 60s\n    settle: 1s\n    expect: clean\n"
-        ));
+        match serde_json::from_value::<Method>(serde_json::Value::String(m.clone())) {
+            Ok(m) => parsed.push(m),
+            Err(_) => {
+                eprintln!(
+                    "dangle bench: --method {m}: not a method (qmp, unbind, pci-remove, backend-kill, backend-stall)"
+                );
+                return Status::BadInput;
+            }
+        }
     }
-    let suite = dir.join("bench-cycles.yaml");
-    let json = dir.join("result.json");
-    if let Err(e) = std::fs::write(&suite, yaml) {
-        eprintln!("dangle bench: cannot write {}: {e}", suite.display());
-        return Status::Infrastructure;
+    if parsed.is_empty() {
+        parsed = vec![
+            Method::Qmp,
+            Method::Unbind,
+            Method::PciRemove,
+            Method::BackendKill,
+        ];
     }
-    let args = crate::suite::cli::RunArgs {
-        suites: vec![suite.display().to_string()],
-        only: Vec::new(),
-        kernel,
-        seed: Some(1),
-        cycles: None,
-        duration: Some(duration),
-        json: Some(json.clone()),
-        junit: None,
-        artifacts: Some(dir.join("run")),
-        replay: None,
+    let dir = artifacts.unwrap_or_else(|| PathBuf::from("dangle-artifacts/bench-cycles"));
+    let plans: Vec<Plan> = parsed
+        .iter()
+        .map(|m| cycle_plan(*m, duration, &dir))
+        .collect();
+    let mut opts = RunOptions::new(1, dir.join("run"));
+    opts.duration = Some(duration);
+    let mut platform = QemuPlatform {
+        kernel: &kernel,
         accel: AccelChoice::Auto,
-        list: false,
     };
-    let st = crate::suite::cli::run(args);
-    let Ok(v) = std::fs::read(&json)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| e.to_string()))
-    else {
-        eprintln!("dangle bench: no results in {}", json.display());
-        return Status::Infrastructure;
+    let mut term = TerminalReporter::new();
+    let mut files = ArtifactsReporter::default();
+    let mut figures = BenchReporter::default();
+    let summary = runner::run(
+        &plans,
+        &["bench-cycles".into()],
+        &mut platform,
+        &opts,
+        &mut Fanout(vec![&mut term, &mut files, &mut figures]),
+    );
+    let status = match summary {
+        Ok(s) => s.status(),
+        Err(e) => {
+            crate::exit::print_error(&e);
+            return e.status();
+        }
     };
     println!(
         "\nunplug+replug cycle of a GPIO controller with 3 consumers busy, {duration:?} per method:"
@@ -227,28 +318,26 @@ fn cycles(
         "{:<14} {:>8} {:>10} {:>10} {:>10} {:>12}",
         "method", "cycles", "median s", "min s", "max s", "cycles/min"
     );
-    for s in v["scenarios"].as_array().into_iter().flatten() {
-        let secs: Vec<f64> = s["cycle_secs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x.as_f64())
-            .collect();
-        let method = s["method"].as_str().unwrap_or("?");
+    for m in &parsed {
+        let secs = figures.cycle_secs.get(m).cloned().unwrap_or_default();
         match spread(&secs) {
             Some((med, min, max)) => println!(
-                "{method:<14} {:>8} {med:>10.2} {min:>10.2} {max:>10.2} {:>12.1}",
+                "{:<14} {:>8} {med:>10.2} {min:>10.2} {max:>10.2} {:>12.1}",
+                m.to_string(),
                 secs.len(),
                 secs.len() as f64 / duration.as_secs_f64() * 60.0
             ),
-            None => println!(
-                "{method:<14} {:>8} (no completed cycle: {})",
-                0,
-                s["reason"].as_str().or(s["error"].as_str()).unwrap_or("")
-            ),
+            None => {
+                let why = figures
+                    .failed
+                    .iter()
+                    .find(|(s, _)| *s == format!("cycles-{m}"))
+                    .map_or("", |(_, r)| r.as_str());
+                println!("{:<14} {:>8} (no completed cycle: {why})", m.to_string(), 0);
+            }
         }
     }
-    st
+    status
 }
 
 #[cfg(test)]

@@ -14,4 +14,8 @@ pub mod paths;
 pub mod prepare;
 pub mod report;
 pub mod suite;
+pub mod unplug;
 pub mod vm;
+
+#[cfg(test)]
+pub(crate) mod sim;

@@ -37,8 +37,13 @@ impl AgentGuest {
     /// Connects to the agent of `vm` and completes the handshake, waiting
     /// up to `timeout` for the guest to boot that far.
     pub fn connect(vm: &Vm, timeout: Duration) -> Result<Self, GuestError> {
+        Self::connect_socket(vm.agent_socket_path(), timeout)
+    }
+
+    /// [`AgentGuest::connect`] given the agent's socket.
+    pub fn connect_socket(socket: &std::path::Path, timeout: Duration) -> Result<Self, GuestError> {
         let start = Instant::now();
-        let client = AgentClient::connect_unix(&vm.agent_socket(), timeout)?;
+        let client = AgentClient::connect_unix(socket, timeout)?;
         let events = client.take_events();
         let left = timeout.saturating_sub(start.elapsed());
         // The hello waits in the socket until the agent opens its port.

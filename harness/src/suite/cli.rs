@@ -1,22 +1,15 @@
 //! `dangle run`: run hot-unplug suites and report.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::agent_guest::AgentGuest;
-use super::engine::{self, EngineError, RunContext};
-use super::events::{Event, Reporter};
-use super::guest::Guest;
+use super::events::{Fanout, Reporter};
 use super::load::{self, Plan};
-use super::outcome::{Outcome, ScenarioResult};
-use super::reporters::{JsonReporter, JunitReporter, TerminalReporter};
-use super::schedule::Schedule;
-use crate::exit::Status;
-use crate::prepare::{self, Bootable, KernelSelect};
-use crate::report::Symbolizer;
+use super::reporters::{ArtifactsReporter, JsonReporter, JunitReporter, TerminalReporter};
+use super::runner::{self, QemuPlatform, Replay, RunOptions};
+use crate::exit::{Status, print_error};
+use crate::prepare::KernelSelect;
 use crate::vm::accel::AccelChoice;
-use crate::vm::fixture::VmSpec;
 
 /// Run hot-unplug suites.
 ///
@@ -85,31 +78,50 @@ pub fn suite_path(arg: &str) -> PathBuf {
     }
 }
 
+/// Why the suites of a command line cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A suite file is unreadable or invalid.
+    #[error("suite")]
+    Suite(#[from] load::SuiteError),
+    /// `--only` names a scenario no suite has.
+    #[error("--only {name}: no such scenario (known: {known})")]
+    UnknownScenario {
+        /// The name given.
+        name: String,
+        /// The names there are, comma-separated.
+        known: String,
+    },
+}
+
 /// Loads suites and applies `--only`.
-pub fn load_plans(suites: &[String], only: &[String]) -> Result<Vec<Plan>, String> {
-    let names: Vec<String> = if suites.is_empty() {
-        vec!["smoke".into()]
-    } else {
-        suites.to_vec()
-    };
+pub fn load_plans(suites: &[String], only: &[String]) -> Result<Vec<Plan>, LoadError> {
     let mut plans = Vec::new();
-    for s in &names {
-        let path = suite_path(s);
-        plans.extend(load::load_file(&path).map_err(|e| engine::error_chain(&e))?);
+    for s in &suite_names(suites) {
+        plans.extend(load::load_file(&suite_path(s))?);
     }
     if !only.is_empty() {
         for o in only {
             if !plans.iter().any(|p| p.name() == o) {
                 let known: Vec<&str> = plans.iter().map(Plan::name).collect();
-                return Err(format!(
-                    "--only {o}: no such scenario (known: {})",
-                    known.join(", ")
-                ));
+                return Err(LoadError::UnknownScenario {
+                    name: o.clone(),
+                    known: known.join(", "),
+                });
             }
         }
         plans.retain(|p| only.iter().any(|o| o == p.name()));
     }
     Ok(plans)
+}
+
+/// The suites asked for; `smoke` when none.
+fn suite_names(suites: &[String]) -> Vec<String> {
+    if suites.is_empty() {
+        vec!["smoke".into()]
+    } else {
+        suites.to_vec()
+    }
 }
 
 fn default_artifacts() -> PathBuf {
@@ -120,244 +132,92 @@ fn default_artifacts() -> PathBuf {
     PathBuf::from("dangle-artifacts").join(format!("run-{t}"))
 }
 
-/// A scenario's own kernel requirements (patches, config items): one
-/// kernel is prepared per distinct key.
-type KernelKey = (Vec<PathBuf>, Vec<String>);
-
-/// Everything recorded for `--replay`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct RunRecord {
-    seed: u64,
-    suites: Vec<String>,
-    scenarios: Vec<String>,
+fn print_list(plans: &[Plan]) {
+    for p in plans {
+        println!(
+            "{:<28} {:<14} {}",
+            p.name(),
+            p.scenario
+                .unplug
+                .as_ref()
+                .map_or("-".into(), |u| u.method.to_string()),
+            crate::suite::outcome::describe(&p.scenario.expect)
+        );
+    }
 }
 
-/// Runs `dangle run`.
+/// Runs `dangle run`: wires the arguments to the library runner and its
+/// reporters.
 pub fn run(args: RunArgs) -> Status {
     let plans = match load_plans(&args.suites, &args.only) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("dangle run: {e}");
+            print_error(&e);
             return Status::BadInput;
         }
     };
     if args.list {
-        for p in &plans {
-            println!(
-                "{:<28} {:<14} {}",
-                p.name(),
-                p.scenario
-                    .unplug
-                    .as_ref()
-                    .map_or("-".into(), |u| u.method.to_string()),
-                crate::suite::outcome::describe(&p.scenario.expect)
-            );
-        }
+        print_list(&plans);
         return Status::Ok;
     }
-    let mut replayed: BTreeMap<String, Schedule> = BTreeMap::new();
-    let mut seed = args.seed;
-    if let Some(dir) = &args.replay {
-        match read_replay(dir) {
-            Ok((s, scheds)) => {
-                seed = Some(s);
-                replayed = scheds;
-            }
-            Err(e) => {
-                eprintln!("dangle run: --replay {}: {e}", dir.display());
-                return Status::BadInput;
-            }
+    let replay = match args.replay.as_deref().map(Replay::read).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dangle run: --replay is not a usable run directory");
+            print_error(&e);
+            return Status::BadInput;
         }
-    }
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-    });
-    let artifacts = args.artifacts.clone().unwrap_or_else(default_artifacts);
-    if let Err(e) = std::fs::create_dir_all(&artifacts) {
-        eprintln!("dangle run: cannot create {}: {e}", artifacts.display());
-        return Status::BadInput;
-    }
-    let record = RunRecord {
-        seed,
-        suites: args.suites.clone(),
-        scenarios: plans.iter().map(|p| p.name().to_owned()).collect(),
     };
-    let _ = std::fs::write(
-        artifacts.join("run.json"),
-        serde_json::to_vec_pretty(&record).unwrap_or_default(),
-    );
-
-    let mut term = TerminalReporter::new();
-    let mut json = JsonReporter::default();
-    let mut junit = JunitReporter::default();
-    let mut results: Vec<ScenarioResult> = Vec::new();
-    {
-        let mut all = Fanout(vec![&mut term, &mut json, &mut junit]);
-        all.event(&Event::RunStarted {
-            scenarios: plans.len(),
-            seed,
-            artifacts: artifacts.clone(),
+    let seed = replay
+        .as_ref()
+        .map(|r| r.seed)
+        .or(args.seed)
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
         });
-        // One kernel per distinct set of scenario requirements.
-        let mut kernels: BTreeMap<KernelKey, Result<(Bootable, Option<Symbolizer>), String>> =
-            BTreeMap::new();
-        let mut bad_input = None;
-        for (i, plan) in plans.iter().enumerate() {
-            all.event(&Event::ScenarioStarted {
-                index: i,
-                total: plans.len(),
-                name: plan.name().to_owned(),
-            });
-            let key = (plan.patches.clone(), plan.scenario.kernel.config.clone());
-            if !kernels.contains_key(&key) {
-                all.event(&Event::Preparing {
-                    what: "kernel and initramfs".into(),
-                });
-                let b = prepare::bootable(&args.kernel, &key.0, &key.1).map_err(|e| {
-                    if e.status() == Status::BadInput {
-                        bad_input = Some(engine::error_chain(&e));
-                    }
-                    engine::error_chain(&e)
-                });
-                if let Some(e) = &bad_input {
-                    eprintln!("dangle run: {e}");
-                    all.event(&Event::RunFinished);
-                    return Status::BadInput;
-                }
-                let b = b.map(|b| {
-                    let sym = Symbolizer::open(&b.kernel.vmlinux)
-                        .map_err(|e| {
-                            tracing::warn!("no symbolization: {}", engine::error_chain(&e))
-                        })
-                        .ok();
-                    (b, sym)
-                });
-                kernels.insert(key.clone(), b);
-            }
-            let result = match &kernels[&key] {
-                Err(e) => infra_result(
-                    plan,
-                    seed,
-                    &artifacts,
-                    format!("preparing the kernel failed: {e}"),
-                ),
-                Ok((boot, sym)) => {
-                    let vm_spec = |p: &Plan, dir: &Path| -> Result<VmSpec, EngineError> {
-                        let mut s = VmSpec::new(
-                            boot.kernel.bzimage.clone(),
-                            boot.initrd.clone(),
-                            dir.to_owned(),
-                        );
-                        s.devices = p.devices.clone();
-                        s.accel = args.accel;
-                        s.extra_cmdline = p.cmdline.clone();
-                        Ok(s)
-                    };
-                    let connect = |vm: &crate::vm::fixture::Vm, t: Duration| {
-                        AgentGuest::connect(vm, t).map(|g| Box::new(g) as Box<dyn Guest>)
-                    };
-                    let lookup = |name: &str| replayed.get(name).cloned();
-                    let ctx = RunContext {
-                        vm_spec: &vm_spec,
-                        connect: &connect,
-                        symbolizer: sym.as_ref(),
-                        seed,
-                        cycles: args.cycles,
-                        duration: args.duration,
-                        artifacts: artifacts.clone(),
-                        replay: args
-                            .replay
-                            .is_some()
-                            .then_some(&lookup as &engine::ReplayLookup),
-                    };
-                    let mut r = engine::run_scenario(plan, &ctx, &mut all);
-                    r.kernel = Some(boot.kernel.version.clone());
-                    r
-                }
-            };
-            all.event(&Event::ScenarioFinished(Box::new(result.clone())));
-            results.push(result);
-        }
-        all.event(&Event::RunFinished);
-    }
-    let mut status = Status::Ok;
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&json.to_json()).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("dangle run: cannot write {}: {e}", path.display());
-            status = Status::Infrastructure;
-        }
-    }
-    if let Some(path) = &args.junit {
-        match junit.to_xml() {
-            Ok(x) => {
-                if let Err(e) = std::fs::write(path, x) {
-                    eprintln!("dangle run: cannot write {}: {e}", path.display());
-                    status = Status::Infrastructure;
-                }
-            }
-            Err(e) => eprintln!("dangle run: junit: {e}"),
-        }
-    }
-    if results
-        .iter()
-        .any(|r| matches!(r.outcome, Outcome::Infrastructure { .. }))
-    {
-        return Status::Infrastructure;
-    }
-    if results.iter().any(|r| !r.met()) {
-        return Status::Findings;
-    }
-    status
-}
-
-fn infra_result(plan: &Plan, seed: u64, artifacts: &Path, error: String) -> ScenarioResult {
-    ScenarioResult {
-        suite: plan.suite.clone(),
-        scenario: plan.name().to_owned(),
-        expectation: crate::suite::outcome::describe(&plan.scenario.expect),
-        outcome: Outcome::Infrastructure { error },
-        findings: Vec::new(),
-        method: None,
-        cycles: 0,
-        cycle_secs: Vec::new(),
-        duration_secs: 0.0,
-        boot_secs: None,
+    let mut opts = RunOptions::new(
         seed,
-        artifacts: artifacts.to_owned(),
-        kernel: None,
-        notes: plan.scenario.notes.clone(),
+        args.artifacts.clone().unwrap_or_else(default_artifacts),
+    );
+    opts.cycles = args.cycles;
+    opts.duration = args.duration;
+    opts.replay = replay;
+    let mut platform = QemuPlatform {
+        kernel: &args.kernel,
+        accel: args.accel,
+    };
+    let mut term = TerminalReporter::new();
+    let mut json = args.json.clone().map(JsonReporter::to_file);
+    let mut junit = args.junit.clone().map(JunitReporter::to_file);
+    let mut files = ArtifactsReporter::default();
+    let mut all = Fanout(vec![&mut term, &mut files]);
+    if let Some(j) = json.as_mut() {
+        all.0.push(j);
     }
-}
-
-fn read_replay(dir: &Path) -> Result<(u64, BTreeMap<String, Schedule>), String> {
-    let run: RunRecord = serde_json::from_slice(
-        &std::fs::read(dir.join("run.json")).map_err(|e| format!("cannot read run.json: {e}"))?,
-    )
-    .map_err(|e| format!("run.json: {e}"))?;
-    let mut scheds = BTreeMap::new();
-    for s in &run.scenarios {
-        let p = dir.join(s).join("schedule.json");
-        if let Ok(bytes) = std::fs::read(&p) {
-            let sched: Schedule =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
-            scheds.insert(s.clone(), sched);
-        }
+    if let Some(j) = junit.as_mut() {
+        all.0.push(j);
     }
-    Ok((run.seed, scheds))
-}
-
-/// Sends each event to several reporters.
-struct Fanout<'a>(Vec<&'a mut dyn Reporter>);
-
-impl Reporter for Fanout<'_> {
-    fn event(&mut self, event: &Event) {
-        for r in &mut self.0 {
-            r.event(event);
+    let summary = runner::run(
+        &plans,
+        &suite_names(&args.suites),
+        &mut platform,
+        &opts,
+        &mut all,
+    );
+    let unwritten = all.errors();
+    for e in &unwritten {
+        print_error(e);
+    }
+    match summary {
+        Err(e) => {
+            print_error(&e);
+            e.status()
         }
+        Ok(_) if !unwritten.is_empty() => Status::Infrastructure,
+        Ok(s) => s.status(),
     }
 }
 
@@ -373,7 +233,9 @@ mod tests {
 
     #[test]
     fn load_plans_only_unknown_name_is_an_error() {
-        let e = load_plans(&["smoke".into()], &["nope".into()]).unwrap_err();
+        let e = load_plans(&["smoke".into()], &["nope".into()])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no such scenario") && e.contains("devices-work"),
             "{e}"
@@ -385,7 +247,8 @@ mod tests {
         for entry in std::fs::read_dir(suites_dir()).unwrap() {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "yaml") {
-                load::load_file(&p).unwrap_or_else(|e| panic!("{}", engine::error_chain(&e)));
+                load::load_file(&p)
+                    .unwrap_or_else(|e| panic!("{}", crate::suite::engine::error_chain(&e)));
             }
         }
     }

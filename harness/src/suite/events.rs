@@ -1,7 +1,10 @@
-//! Typed events from the runner. Reporters consume these and never reach
-//! into runner state.
+//! Typed events from the runner and the engine. Reporters consume these and
+//! never reach into runner state.
+
+use std::path::PathBuf;
 
 use super::outcome::{Finding, ScenarioResult};
+use super::schema::Method;
 
 /// Something that happened during a run.
 #[derive(Debug, Clone)]
@@ -13,7 +16,7 @@ pub enum Event {
         /// Seed.
         seed: u64,
         /// Artifacts root.
-        artifacts: std::path::PathBuf,
+        artifacts: PathBuf,
     },
     /// A preparation step (kernel build, image) reports progress.
     Preparing {
@@ -38,6 +41,28 @@ pub enum Event {
         /// Accelerator.
         accel: String,
     },
+    /// An unplug starts.
+    UnplugStarted {
+        /// Scenario.
+        scenario: String,
+        /// How.
+        method: Method,
+        /// Device.
+        target: String,
+    },
+    /// An unplug returned (the replug follows).
+    UnplugFinished {
+        /// Scenario.
+        scenario: String,
+        /// How.
+        method: Method,
+        /// Device.
+        target: String,
+        /// Seconds the unplug took.
+        secs: f64,
+        /// False when the guest never let go (a finding follows).
+        completed: bool,
+    },
     /// An unplug cycle finished.
     Cycle {
         /// Scenario.
@@ -46,10 +71,24 @@ pub enum Event {
         index: u32,
         /// Cycles planned (None for duration runs).
         of: Option<u32>,
+        /// How.
+        method: Method,
         /// Device.
         target: String,
-        /// Seconds for unplug + replug.
+        /// Seconds for unplug + replug (and re-probe).
         secs: f64,
+    },
+    /// A consumer's syscall has been blocked past its deadline (a finding
+    /// follows).
+    ConsumerStuck {
+        /// Scenario.
+        scenario: String,
+        /// Consumer name.
+        consumer: String,
+        /// The syscall.
+        syscall: String,
+        /// For how long.
+        for_ms: u64,
     },
     /// A finding, as soon as it is seen.
     Finding {
@@ -58,9 +97,26 @@ pub enum Event {
         /// The finding.
         finding: Finding,
     },
+    /// The logs of a VM that failed: console, QEMU, backends.
+    Postmortem {
+        /// Scenario.
+        scenario: String,
+        /// The rendered post-mortem.
+        text: String,
+    },
     /// A scenario ended.
-    ScenarioFinished(Box<ScenarioResult>),
-    /// Every scenario ended.
+    ScenarioFinished {
+        /// Its result.
+        result: Box<ScenarioResult>,
+        /// Every finding, before deduplication.
+        findings: Vec<Finding>,
+    },
+    /// The run stopped early: what ran so far is all there is.
+    Interrupted {
+        /// Why (a signal, an infrastructure error that ends the run).
+        reason: String,
+    },
+    /// The run ended (also after [`Event::Interrupted`]).
     RunFinished,
 }
 
@@ -68,4 +124,42 @@ pub enum Event {
 pub trait Reporter {
     /// Called for each event, in order.
     fn event(&mut self, event: &Event);
+    /// Output that could not be written (a reporter writes its files when
+    /// the run finishes); the CLI turns these into an exit code.
+    fn errors(&mut self) -> Vec<ReporterError> {
+        Vec::new()
+    }
+}
+
+/// A reporter could not write its output.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}")]
+pub struct ReporterError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Sends each event to several reporters.
+#[derive(Default)]
+pub struct Fanout<'a>(pub Vec<&'a mut dyn Reporter>);
+
+impl std::fmt::Debug for Fanout<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fanout({} reporters)", self.0.len())
+    }
+}
+
+impl Reporter for Fanout<'_> {
+    fn event(&mut self, event: &Event) {
+        for r in &mut self.0 {
+            r.event(event);
+        }
+    }
+
+    fn errors(&mut self) -> Vec<ReporterError> {
+        self.0.iter_mut().flat_map(|r| r.errors()).collect()
+    }
 }

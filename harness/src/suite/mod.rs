@@ -9,6 +9,7 @@ pub mod guest;
 pub mod load;
 pub mod outcome;
 pub mod reporters;
+pub mod runner;
 pub mod schedule;
 pub mod schema;
 pub mod translate;

@@ -12,6 +12,58 @@ use serde::Serialize;
 
 use super::schema::Expectation;
 
+/// The class of a finding: the report type syzkaller's parser gives a
+/// console report (`KASAN`, `WARNING`, `HANG`, ...), or dangle's own class
+/// for what the kernel cannot print. Serialized as the type name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum FindingKind {
+    /// Something never finished: hung task, stall, unplug never completed,
+    /// stuck consumer, silent guest.
+    Hang,
+    /// QEMU exited or aborted.
+    Qemu,
+    /// A backend process died.
+    Backend,
+    /// Another console report type, as the parser names it.
+    Report(String),
+}
+
+impl FindingKind {
+    /// The type name (`HANG`, `QEMU`, `BACKEND`, or the parser's).
+    pub fn as_str(&self) -> &str {
+        match self {
+            FindingKind::Hang => "HANG",
+            FindingKind::Qemu => "QEMU",
+            FindingKind::Backend => "BACKEND",
+            FindingKind::Report(s) => s,
+        }
+    }
+}
+
+impl From<&str> for FindingKind {
+    fn from(s: &str) -> Self {
+        match s {
+            "HANG" => FindingKind::Hang,
+            "QEMU" => FindingKind::Qemu,
+            "BACKEND" => FindingKind::Backend,
+            other => FindingKind::Report(other.to_owned()),
+        }
+    }
+}
+
+impl From<FindingKind> for String {
+    fn from(k: FindingKind) -> Self {
+        k.as_str().to_owned()
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where a finding came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -30,6 +82,20 @@ pub enum FindingSource {
     BackendCrashed,
 }
 
+impl FindingSource {
+    /// The kind of finding a source gives, for those not from the console.
+    pub fn kind(self) -> FindingKind {
+        match self {
+            FindingSource::QemuExited => FindingKind::Qemu,
+            FindingSource::BackendCrashed => FindingKind::Backend,
+            FindingSource::Console
+            | FindingSource::UnplugTimeout
+            | FindingSource::ConsumerStuck
+            | FindingSource::GuestSilent => FindingKind::Hang,
+        }
+    }
+}
+
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
@@ -39,7 +105,7 @@ pub struct Finding {
     pub source: FindingSource,
     /// Report type (corpus TYPE names for console reports).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: FindingKind,
     /// Whether the console report was cut or unusable.
     pub corrupted: bool,
     /// Seconds since the VM started.
@@ -124,7 +190,7 @@ fn is_hang(f: &Finding) -> bool {
     matches!(
         f.source,
         FindingSource::UnplugTimeout | FindingSource::ConsumerStuck | FindingSource::GuestSilent
-    ) || f.kind == "HANG"
+    ) || f.kind == FindingKind::Hang
         || f.title.starts_with("INFO: task hung")
 }
 
@@ -249,9 +315,9 @@ mod tests {
             title: title.into(),
             source,
             kind: if title.starts_with("INFO: task hung") {
-                "HANG".into()
+                FindingKind::Hang
             } else {
-                "KASAN".into()
+                FindingKind::from("KASAN")
             },
             corrupted: false,
             at_secs: 1.0,

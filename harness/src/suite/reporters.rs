@@ -1,5 +1,7 @@
 //! Reporters: the terminal (progress, findings as they happen, the final
-//! table), JSON and JUnit XML. Each builds its output from events only.
+//! table), JSON, JUnit XML and the per-scenario artifacts (`result.json`,
+//! `postmortem.txt`). Each builds its output from events only, and writes
+//! its files when the run finishes, interrupted or not.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -8,7 +10,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::events::{Event, Reporter};
+use super::engine::scenario_dir;
+use super::events::{Event, Reporter, ReporterError};
 use super::outcome::{Outcome, ScenarioResult};
 
 /// Progress and findings on stderr; the summary table on stdout.
@@ -95,6 +98,7 @@ impl Reporter for TerminalReporter {
                 of,
                 target,
                 secs,
+                ..
             } => {
                 let of = of.map_or(String::new(), |n| format!("/{n}"));
                 self.status(format!(
@@ -108,7 +112,19 @@ impl Reporter for TerminalReporter {
                     self.line(&format!("  {scenario}: finding: {}", finding.title));
                 }
             }
-            Event::ScenarioFinished(r) => {
+            Event::UnplugStarted {
+                scenario,
+                method,
+                target,
+            } => self.status(format!("{scenario}: unplugging {target} ({method})")),
+            Event::UnplugFinished { .. } | Event::ConsumerStuck { .. } => {}
+            Event::Postmortem { scenario, text } => {
+                self.line(&format!("{scenario}: the vm failed; its logs:\n{text}"));
+            }
+            Event::Interrupted { reason } => {
+                self.line(&format!("dangle: run interrupted: {reason}"))
+            }
+            Event::ScenarioFinished { result: r, .. } => {
                 let extra = match &r.outcome {
                     Outcome::Met => String::new(),
                     Outcome::NotMet { reason } => format!(": {reason}"),
@@ -196,24 +212,52 @@ pub fn summary_table(results: &[ScenarioResult], artifacts: Option<&Path>) -> St
     s
 }
 
-/// Collects results for the JSON file.
+/// Collects results for the JSON file, written at the end of the run when
+/// a path is given.
 #[derive(Debug, Default)]
 pub struct JsonReporter {
     seed: u64,
     results: Vec<ScenarioResult>,
+    interrupted: Option<String>,
+    path: Option<PathBuf>,
+    errors: Vec<ReporterError>,
 }
 
 impl Reporter for JsonReporter {
     fn event(&mut self, event: &Event) {
         match event {
             Event::RunStarted { seed, .. } => self.seed = *seed,
-            Event::ScenarioFinished(r) => self.results.push((**r).clone()),
+            Event::ScenarioFinished { result, .. } => self.results.push((**result).clone()),
+            Event::Interrupted { reason } => self.interrupted = Some(reason.clone()),
+            Event::RunFinished => {
+                if let Some(path) = &self.path {
+                    let text = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
+                    if let Err(source) = std::fs::write(path, text) {
+                        self.errors.push(ReporterError {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
             _ => {}
         }
+    }
+
+    fn errors(&mut self) -> Vec<ReporterError> {
+        std::mem::take(&mut self.errors)
     }
 }
 
 impl JsonReporter {
+    /// A reporter that writes its document to `path` when the run ends.
+    pub fn to_file(path: PathBuf) -> Self {
+        Self {
+            path: Some(path),
+            ..Self::default()
+        }
+    }
+
     /// The JSON document.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -222,6 +266,7 @@ impl JsonReporter {
             "scenarios": self.results,
             "met": self.results.iter().filter(|r| r.met()).count(),
             "total": self.results.len(),
+            "interrupted": self.interrupted,
         })
     }
 }
@@ -231,17 +276,46 @@ impl JsonReporter {
 #[derive(Debug, Default)]
 pub struct JunitReporter {
     results: Vec<ScenarioResult>,
+    path: Option<PathBuf>,
+    errors: Vec<ReporterError>,
 }
 
 impl Reporter for JunitReporter {
     fn event(&mut self, event: &Event) {
-        if let Event::ScenarioFinished(r) = event {
-            self.results.push((**r).clone());
+        match event {
+            Event::ScenarioFinished { result, .. } => self.results.push((**result).clone()),
+            Event::RunFinished => {
+                if let Some(path) = &self.path {
+                    let xml = self
+                        .to_xml()
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                        .and_then(|x| std::fs::write(path, x));
+                    if let Err(source) = xml {
+                        self.errors.push(ReporterError {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+            _ => {}
         }
+    }
+
+    fn errors(&mut self) -> Vec<ReporterError> {
+        std::mem::take(&mut self.errors)
     }
 }
 
 impl JunitReporter {
+    /// A reporter that writes its document to `path` when the run ends.
+    pub fn to_file(path: PathBuf) -> Self {
+        Self {
+            path: Some(path),
+            ..Self::default()
+        }
+    }
+
     /// The XML document.
     pub fn to_xml(&self) -> Result<String, quick_junit::SerializeError> {
         let mut report = Report::new("dangle");
@@ -293,6 +367,49 @@ impl JunitReporter {
         }
         report.add_test_suites(suites);
         report.to_string()
+    }
+}
+
+/// Writes each scenario's `result.json` (the result and every finding) and,
+/// when its VM failed, `postmortem.txt`, into the scenario's artifacts
+/// directory.
+#[derive(Debug, Default)]
+pub struct ArtifactsReporter {
+    root: PathBuf,
+    errors: Vec<ReporterError>,
+}
+
+impl ArtifactsReporter {
+    fn write(&mut self, path: PathBuf, bytes: &[u8]) {
+        let r = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, bytes));
+        if let Err(source) = r {
+            self.errors.push(ReporterError { path, source });
+        }
+    }
+}
+
+impl Reporter for ArtifactsReporter {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { artifacts, .. } => self.root = artifacts.clone(),
+            Event::Postmortem { scenario, text } => {
+                let path = scenario_dir(&self.root, scenario).join("postmortem.txt");
+                self.write(path, text.as_bytes());
+            }
+            Event::ScenarioFinished { result, findings } => {
+                let doc = serde_json::json!({ "result": result, "findings": findings });
+                let bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+                self.write(result.artifacts.join("result.json"), &bytes);
+            }
+            _ => {}
+        }
+    }
+
+    fn errors(&mut self) -> Vec<ReporterError> {
+        std::mem::take(&mut self.errors)
     }
 }
 
@@ -377,7 +494,10 @@ mod tests {
     fn junit_has_one_case_per_scenario_with_failures_and_errors() {
         let mut j = JunitReporter::default();
         for r in results() {
-            j.event(&Event::ScenarioFinished(Box::new(r)));
+            j.event(&Event::ScenarioFinished {
+                result: Box::new(r),
+                findings: Vec::new(),
+            });
         }
         let xml = j.to_xml().unwrap();
         assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
@@ -398,7 +518,10 @@ mod tests {
             artifacts: "art".into(),
         });
         for r in results() {
-            j.event(&Event::ScenarioFinished(Box::new(r)));
+            j.event(&Event::ScenarioFinished {
+                result: Box::new(r),
+                findings: Vec::new(),
+            });
         }
         let v = j.to_json();
         assert_eq!(v["met"], 1);

@@ -303,7 +303,7 @@ pub struct Unplug {
 }
 
 /// Unplug methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// QMP `device_del` / `device_add`.

@@ -66,6 +66,17 @@ pub enum VmError {
     /// No device with this id.
     #[error("no device {0} in this vm")]
     NoDevice(String),
+    /// A backend's control socket failed.
+    #[error("control socket of {id} ({socket})")]
+    Control {
+        id: String,
+        socket: PathBuf,
+        #[source]
+        source: dangle_backends::control::ClientError,
+    },
+    /// A backend refused a control request.
+    #[error("the backend of {id} refused the request: {reason}")]
+    ControlRefused { id: String, reason: String },
     /// More devices than root ports fit on the machine.
     #[error("{0} devices asked for, at most {max} fit", max = qemu::MAX_ROOT_PORTS)]
     TooManyDevices(usize),
@@ -192,6 +203,7 @@ pub struct Vm {
     qmp: Option<QmpClient>,
     console: ConsoleLog,
     sockdir: tempfile::TempDir,
+    agent_socket: PathBuf,
     root_ports: Vec<String>,
     started: Instant,
 }
@@ -313,6 +325,7 @@ impl Vm {
             backends,
             qmp: None,
             console,
+            agent_socket: sockdir.path().join("agent.sock"),
             sockdir,
             root_ports,
             started: Instant::now(),
@@ -354,7 +367,17 @@ impl Vm {
 
     /// The agent's unix socket (QEMU's end of the virtio-serial port).
     pub fn agent_socket(&self) -> PathBuf {
-        self.sockdir.path().join("agent.sock")
+        self.agent_socket.clone()
+    }
+
+    /// [`Vm::agent_socket`], borrowed.
+    pub fn agent_socket_path(&self) -> &Path {
+        &self.agent_socket
+    }
+
+    /// The private socket directory (0700) of this VM.
+    pub fn socket_dir(&self) -> &Path {
+        self.sockdir.path()
     }
 
     /// QMP. Panics only if called after [`Vm::shutdown`] took it, which the

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod console;
 pub mod devices;
 pub mod fixture;
+pub mod machine;
 pub mod process;
 pub mod qemu;
 pub mod qmp;

@@ -33,6 +33,6 @@ $SUDO apt-get update -q
 $SUDO apt-get install -y -q -t bookworm-backports qemu-system-x86
 $SUDO apt-get install -y -q --no-install-recommends \
     linux-source-6.12 flex bison bc libelf-dev libssl-dev dwarves cpio ccache \
-    make gcc xz-utils patch busybox-static
+    make gcc xz-utils patch busybox-static i2c-tools gpiod
 qemu-system-x86_64 --version | head -n1
 ls /usr/src/linux-source-6.12*.tar.xz

@@ -31,8 +31,10 @@ pub enum Command {
     /// Run hot-unplug suites (default: the smoke suite on the default kernel).
     #[command(after_help = crate::exit::EXIT_CODES_HELP)]
     Run(crate::suite::cli::RunArgs),
-    /// Boot a test VM with the virtual hardware attached.
-    Boot(crate::vm::cli::BootArgs),
+    /// Boot a test VM with the virtual hardware attached (a shell, or --exec).
+    Boot(crate::boot::BootArgs),
+    /// Act on the hardware of a running `dangle boot` from another terminal.
+    Ctl(crate::boot::ctl::CtlArgs),
     /// Build (or fetch from cache) the test kernel.
     Kernel(crate::kernel::cli::KernelArgs),
     /// Split kernel console logs into crash reports with syzkaller titles.
@@ -51,7 +53,8 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> ExitCode {
     let status = match cli.command {
         Command::Run(args) => crate::suite::cli::run(args),
-        Command::Boot(args) => return crate::vm::cli::run(args),
+        Command::Boot(args) => return crate::boot::run(args),
+        Command::Ctl(args) => crate::boot::ctl::run(args),
         Command::Kernel(args) => crate::kernel::cli::run(args),
         Command::Parse(args) => crate::report::cli::run(args),
         Command::Image(args) => crate::image::cli::run(args),

@@ -97,6 +97,49 @@ pub fn resolve(
     }
 }
 
+/// Instantiates an I2C client the way DT or ACPI would on real hardware:
+/// `DRIVER ADDR` written to the adapter's `new_device`.
+pub fn new_device(
+    guest: &mut dyn Guest,
+    bus: u32,
+    driver: &str,
+    addr: u16,
+    timeout: Duration,
+) -> Result<(), GuestError> {
+    guest
+        .call(
+            Request::WriteFile {
+                path: format!("/sys/bus/i2c/devices/i2c-{bus}/new_device"),
+                data: format!("{driver} {addr:#04x}"),
+            },
+            timeout,
+        )
+        .map(drop)
+}
+
+/// Whether a driver is bound to I2C client `client` (e.g. `1-0050`): its
+/// `uevent` shows `DRIVER=`. Drivers such as at24 may probe
+/// asynchronously, so callers poll this after [`new_device`].
+pub fn client_bound(
+    guest: &mut dyn Guest,
+    client: &str,
+    timeout: Duration,
+) -> Result<bool, GuestError> {
+    let r = guest.call(
+        Request::ReadFile {
+            path: format!("/sys/bus/i2c/devices/{client}/uevent"),
+            max_bytes: 4096,
+        },
+        timeout,
+    );
+    match r {
+        Ok(Response::File { data, .. }) => Ok(data.lines().any(|l| l.starts_with("DRIVER="))),
+        // Not there yet.
+        Ok(_) | Err(GuestError::Refused { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,8 @@
 //! The test VM: QEMU command lines, QMP, process supervision, the
 //! accelerator probe, the console follower and the [`fixture::Vm`] that
-//! ties a kernel, an initramfs, the backends and QEMU together (and
-//! `dangle boot`).
+//! ties a kernel, an initramfs, the backends and QEMU together.
 
 pub mod accel;
-pub mod cli;
 pub mod console;
 pub mod devices;
 pub mod fixture;

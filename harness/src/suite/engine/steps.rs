@@ -8,6 +8,7 @@ use dangle_proto::{ConsumerResult, Deadline, Request, Response};
 
 use super::findings::finding_from_report;
 use super::{AGENT_TIMEOUT, BIND_TIMEOUT, EngineError, KMEMLEAK_AGE, Run, scenario_dir};
+use crate::suite::guest;
 use crate::suite::schema::{Consumer, Step};
 use crate::suite::translate;
 use crate::vm::machine::control_checked;
@@ -28,10 +29,8 @@ impl Run<'_> {
                     addr,
                 } => {
                     let bus = translate::bus(&self.map, adapter)?;
-                    self.call(Request::WriteFile {
-                        path: format!("/sys/bus/i2c/devices/i2c-{bus}/new_device"),
-                        data: format!("{chip} {addr:#04x}"),
-                    })?;
+                    guest::new_device(self.guest.as_mut(), bus, chip, *addr, AGENT_TIMEOUT)?;
+                    self.pump();
                     self.wait_bound(&translate::client_name(bus, *addr), chip)?;
                 }
                 Step::Exec(argv) => {
@@ -87,17 +86,8 @@ impl Run<'_> {
     fn wait_bound(&mut self, client: &str, chip: &str) -> Result<(), EngineError> {
         let deadline = Deadline::after(BIND_TIMEOUT);
         loop {
-            let r = self.guest.call(
-                Request::ReadFile {
-                    path: format!("/sys/bus/i2c/devices/{client}/uevent"),
-                    max_bytes: 4096,
-                },
-                AGENT_TIMEOUT,
-            );
-            if let Ok(Response::File { data, .. }) = &r {
-                if data.lines().any(|l| l.starts_with("DRIVER=")) {
-                    return Ok(());
-                }
+            if guest::client_bound(self.guest.as_mut(), client, AGENT_TIMEOUT)? {
+                return Ok(());
             }
             if deadline.expired() {
                 return Err(EngineError::NotBound {

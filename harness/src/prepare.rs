@@ -43,18 +43,19 @@ pub enum PrepareError {
     /// The initramfs.
     #[error("initramfs")]
     Image(#[from] ImageError),
-    /// Installing host packages failed.
-    #[error("installing host packages failed: {0}")]
-    Install(String),
+    /// The host setup script could not be started.
+    #[error("installing host packages failed: cannot run bash")]
+    InstallSpawn(#[source] std::io::Error),
+    /// The host setup script failed.
+    #[error("installing host packages failed: ci/setup-host.sh exited with {0}")]
+    InstallFailed(std::process::ExitStatus),
 }
 
 impl PrepareError {
-    /// Exit status class.
+    /// Exit status class: [`crate::exit::status_of`], kept for the callers
+    /// that ask the error itself.
     pub fn status(&self) -> Status {
-        match self {
-            PrepareError::Kernel(k) => k.status(),
-            _ => Status::Infrastructure,
-        }
+        crate::exit::status_of(self)
     }
 }
 
@@ -97,13 +98,11 @@ pub fn install_host_packages() -> Result<(), PrepareError> {
         .arg("-c")
         .arg(SETUP_HOST)
         .status()
-        .map_err(|e| PrepareError::Install(format!("cannot run bash: {e}")))?;
+        .map_err(PrepareError::InstallSpawn)?;
     if status.success() {
         Ok(())
     } else {
-        Err(PrepareError::Install(format!(
-            "ci/setup-host.sh exited with {status}"
-        )))
+        Err(PrepareError::InstallFailed(status))
     }
 }
 
@@ -187,6 +186,6 @@ mod tests {
             ..Default::default()
         };
         let e = sel.request(&[], &[]).unwrap_err();
-        assert_eq!(e.status(), Status::BadInput, "{e}");
+        assert_eq!(crate::exit::status_of(&e), Status::BadInput, "{e}");
     }
 }

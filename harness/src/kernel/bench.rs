@@ -90,7 +90,7 @@ pub fn one_file_patch(text: &str, nonce: &str) -> String {
 pub fn run(a: &BenchArgs) -> Result<(), KernelError> {
     let root = match &a.cache_dir {
         Some(d) => d.clone(),
-        None => super::cache_root()?.join("bench"),
+        None => crate::paths::cache_dir().join("bench"),
     };
     let r = measure(&root, a.keep_tree, a.jobs, &Progress::new(a.progress))?;
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());

@@ -12,8 +12,9 @@
 //!
 //! Pass two rejects, each at the value at fault:
 //! - a duplicate scenario name, a duplicate or malformed device id;
-//! - a chip the backend would refuse (parsed by the backend's own
-//!   [`ChipSpec`] parser), or two chips answering the same address;
+//! - a chip or a fault plan the backend would refuse (parsed by the
+//!   backend's own [`ChipSpec`] and [`FaultSpec`] parsers), or two chips
+//!   answering the same address;
 //! - a reference to a device the scenario does not have, or of the wrong
 //!   kind;
 //! - a GPIO line at or past its device's `lines` (consumers, `drive-line`,
@@ -30,6 +31,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dangle_backends::fault::{FaultParseError, FaultSpec};
 use dangle_backends::i2c::spec::{ChipSpec, SpecError};
 
 use super::locate::{NodePath, locate};
@@ -143,6 +145,9 @@ pub enum Problem {
     /// A chip the backend refuses.
     #[error("bad chip")]
     BadChip(#[source] SpecError),
+    /// A fault plan the backend refuses.
+    #[error("bad fault plan")]
+    BadFault(#[source] FaultParseError),
     /// Two chips of an adapter answer the same address.
     #[error("chips `{first}` and `{second}` both answer address {addr:#04x}")]
     AddressTaken {
@@ -488,6 +493,12 @@ impl Check<'_> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 return Err(self.invalid(node.key("id"), Problem::BadDeviceId(id.to_owned())));
+            }
+            let (DeviceSpec::Gpio { faults, .. } | DeviceSpec::I2c { faults, .. }) = spec;
+            for (k, f) in faults.iter().enumerate() {
+                if let Err(e) = f.parse::<FaultSpec>() {
+                    return Err(self.invalid(node.key("faults").index(k), Problem::BadFault(e)));
+                }
             }
             let mut chips: Vec<ChipSpec> = Vec::new();
             if let DeviceSpec::I2c { chips: texts, .. } = spec {
@@ -947,6 +958,17 @@ scenarios:
         assert_eq!(at, pos(t, 4, "\"foo"), "{e}");
         assert!(
             e.contains("bad chip") && e.contains("unknown chip `foo`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn load_str_bad_fault_plan_points_at_it() {
+        let t = "scenarios:\n  - name: a\n    devices:\n      - kind: gpio\n        id: gpio0\n        faults: [\"delay:ms=5\", \"explode\"]\n    expect: clean\n";
+        let (at, e) = located(t);
+        assert_eq!(at, pos(t, 6, "\"explode"), "{e}");
+        assert!(
+            e.contains("bad fault plan") && e.contains("unknown kind"),
             "{e}"
         );
     }

@@ -84,8 +84,8 @@ pub struct Scenario {
     /// Kernel requirements beyond the default fragments.
     #[serde(default)]
     pub kernel: KernelReq,
-    /// One-shot guest steps before consumers start (and again after each
-    /// replug when `repeat-after-replug` is set on the step).
+    /// Guest steps before consumers start, run again after each replug
+    /// (a replugged adapter needs its clients instantiated again).
     #[serde(default)]
     pub setup: Vec<Step>,
     /// Guest workloads running while devices are pulled.

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 /// The cache directory: `DANGLE_CACHE_DIR`, else `$XDG_CACHE_HOME/dangle`,
 /// else `~/.cache/dangle`, else `dangle-cache` in the temporary directory.
-/// Empty variables count as unset. The kernel builds, the initramfs, the
-/// agent build and the VM snapshots all live under it.
+/// Empty variables count as unset. Kernel builds, initramfs images, the
+/// agent's build and the KVM probe verdict live under it.
 pub fn cache_dir() -> PathBuf {
     let nonempty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
     if let Some(d) = nonempty("DANGLE_CACHE_DIR") {

@@ -19,8 +19,9 @@
 //!    log on disk, progress from the `CC` lines ([`progress`]).
 //!
 //! # Cache layout and why
-//! The cache root is `$DANGLE_CACHE_DIR`, else `$XDG_CACHE_HOME/dangle`,
-//! else `~/.cache/dangle`:
+//! The cache root is [`crate::paths::cache_dir`] (`$DANGLE_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/dangle`, else `~/.cache/dangle`) unless
+//! [`KernelRequest::cache_dir`] says otherwise:
 //! ```text
 //! ccache/                      CCACHE_DIR shared by every tree
 //! kernel/trees/<tree-id>/      one persistent tree per source identity

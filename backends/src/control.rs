@@ -1,16 +1,18 @@
 //! The control socket: JSON lines over a unix socket, one reply line per
 //! request line. See the crate documentation for the message table.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 
+use dangle_proto::{LineError, LineReader};
+
 use crate::counters::Counters;
 use crate::gpio::lines::LineState;
 
-/// Longest request line accepted (a 64 KiB EEPROM in hex fits easily).
+/// Longest line accepted either way (a 64 KiB EEPROM in hex fits easily).
 pub const MAX_LINE: usize = 1 << 20;
 
 /// One request. `cmd` selects the variant; fields are the variant's.
@@ -186,7 +188,11 @@ pub fn from_hex(s: &str) -> Result<Vec<u8>, HexError> {
         .collect()
 }
 
-/// Serves one control client until it hangs up.
+/// Serves one control client until it hangs up. Lines are read with
+/// [`LineReader`] (at most [`MAX_LINE`] bytes): a line that is not UTF-8
+/// gets an error reply and the client stays; a line that is too long or
+/// cut short by the client closing its side gets an error reply, then the
+/// connection is dropped.
 fn serve_client(stream: UnixStream, target: &dyn ControlTarget) {
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
@@ -195,40 +201,27 @@ fn serve_client(stream: UnixStream, target: &dyn ControlTarget) {
             return;
         }
     };
-    let mut reader = BufReader::new(stream);
-    let mut line_no = 0u64;
+    let mut lines = LineReader::with_limit(BufReader::new(stream), MAX_LINE);
     loop {
-        let mut buf = Vec::new();
-        let n = match (&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut buf)
-        {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::debug!("control: read error: {e}");
-                return;
-            }
-        };
-        if n == 0 {
-            return;
-        }
-        line_no += 1;
-        let resp = if buf.len() > MAX_LINE {
-            // Too long: answer, then drop the client (the rest of the line is garbage).
-            let resp = Response::error(format!(
-                "request line {line_no}: longer than {MAX_LINE} bytes"
-            ));
-            let _ = write_response(&mut writer, &resp);
-            return;
-        } else if buf.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        } else {
-            match serde_json::from_slice::<Request>(&buf) {
+        let resp = match lines.next_line() {
+            Ok(None) => return,
+            Ok(Some(line)) if line.trim().is_empty() => continue,
+            Ok(Some(line)) => match serde_json::from_str::<Request>(line) {
                 Ok(req) => {
                     tracing::debug!("control: {req:?}");
                     target.control(req)
                 }
-                Err(e) => Response::error(format!("request line {line_no}: {e}")),
+                Err(e) => Response::error(format!("request line {}: {e}", lines.line_number())),
+            },
+            Err(LineError::Io(e)) => {
+                tracing::debug!("control: read error: {e}");
+                return;
+            }
+            Err(e @ LineError::NotUtf8 { .. }) => Response::error(format!("request {e}")),
+            Err(e) => {
+                // The rest of the stream is not worth reading.
+                let _ = write_response(&mut writer, &Response::error(format!("request {e}")));
+                return;
             }
         };
         if write_response(&mut writer, &resp).is_err() {
@@ -278,6 +271,9 @@ pub enum ClientError {
     /// The backend closed the connection.
     #[error("control socket closed by the backend")]
     Closed,
+    /// The reply line could not be read (too long, not UTF-8, cut short).
+    #[error("unreadable reply from control socket")]
+    BadLine(#[source] LineError),
     /// The backend refused the request.
     #[error("backend refused the request: {0}")]
     Refused(String),
@@ -292,7 +288,7 @@ pub enum ClientError {
 /// A control-socket client with typed methods (used by the harness).
 #[derive(Debug)]
 pub struct Client {
-    reader: BufReader<UnixStream>,
+    reader: LineReader<BufReader<UnixStream>>,
     writer: UnixStream,
 }
 
@@ -302,7 +298,7 @@ impl Client {
         let stream = UnixStream::connect(path)?;
         Ok(Client {
             writer: stream.try_clone()?,
-            reader: BufReader::new(stream),
+            reader: LineReader::with_limit(BufReader::new(stream), MAX_LINE),
         })
     }
 
@@ -311,11 +307,12 @@ impl Client {
         let mut line = serde_json::to_vec(req).map_err(ClientError::BadReply)?;
         line.push(b'\n');
         self.writer.write_all(&line)?;
-        let mut reply = String::new();
-        if self.reader.read_line(&mut reply)? == 0 {
-            return Err(ClientError::Closed);
+        match self.reader.next_line() {
+            Ok(Some(reply)) => serde_json::from_str(reply).map_err(ClientError::BadReply),
+            Ok(None) => Err(ClientError::Closed),
+            Err(LineError::Io(e)) => Err(ClientError::Io(e)),
+            Err(e) => Err(ClientError::BadLine(e)),
         }
-        serde_json::from_str(&reply).map_err(ClientError::BadReply)
     }
 
     fn checked(&mut self, req: &Request) -> Result<Response, ClientError> {
@@ -414,6 +411,8 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    use std::io::BufRead;
+
     use super::*;
 
     #[test]
@@ -485,5 +484,50 @@ mod tests {
         let mut client = Client::connect(&path).unwrap();
         assert_eq!(client.ping().unwrap(), "echo");
         assert!(matches!(client.counters(), Err(ClientError::Refused(_))));
+    }
+
+    fn reply_line(reader: &mut BufReader<UnixStream>) -> Response {
+        let mut l = String::new();
+        reader.read_line(&mut l).unwrap();
+        serde_json::from_str(&l).unwrap()
+    }
+
+    #[test]
+    fn server_invalid_utf8_gets_error_and_keeps_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl");
+        spawn_server(UnixListener::bind(&path).unwrap(), Arc::new(Echo)).unwrap();
+        let mut stream = UnixStream::connect(&path).unwrap();
+        stream
+            .write_all(b"{\"cmd\":\xff}\n{\"cmd\":\"ping\"}\n")
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let r1 = reply_line(&mut reader);
+        assert!(r1.error.unwrap().contains("line 1 is not valid UTF-8"));
+        assert_eq!(reply_line(&mut reader).device.as_deref(), Some("echo"));
+    }
+
+    #[test]
+    fn server_overlong_line_gets_error_then_the_connection_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl");
+        spawn_server(UnixListener::bind(&path).unwrap(), Arc::new(Echo)).unwrap();
+        let stream = UnixStream::connect(&path).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        // The server hangs up without reading all of it: ignore EPIPE.
+        let mut w = stream;
+        let writer = thread::spawn(move || {
+            let _ = w.write_all(&vec![b'x'; MAX_LINE + 1]);
+        });
+        let r = reply_line(&mut reader);
+        assert!(
+            r.error
+                .unwrap()
+                .contains(&format!("longer than {MAX_LINE} bytes")),
+            "too long"
+        );
+        let mut rest = String::new();
+        assert_eq!(reader.read_line(&mut rest).unwrap(), 0, "{rest}");
+        writer.join().unwrap();
     }
 }

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use dangle_proto::{
     ConsumerReport, ConsumerSpec, DeviceList, ErrorReply, Event, ExecOutput, ExecRequest,
-    GuestInfo, GuestMessage, HostMessage, PROTOCOL_VERSION, ReplyResult, Request, RequestId,
-    Response,
+    GuestInfo, GuestMessage, HostMessage, LineError, LineReader, PROTOCOL_VERSION, ReplyResult,
+    Request, RequestId, Response,
 };
 
 /// Default time a request waits for its reply (Exec waits for its own
@@ -412,31 +412,31 @@ fn unexpected(request: String, response: Response) -> AgentError {
 }
 
 fn read_loop(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     pending: &Pending,
     ready: &(Mutex<ReadyState>, Condvar),
     events: &Sender<Event>,
 ) {
-    let mut line = String::new();
+    // The guest is under test: whatever it sends, at most MAX_LINE_BYTES
+    // of it are held, and a bad line is logged and skipped.
+    let mut lines = LineReader::new(reader);
     loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                tracing::warn!("agent sent a line that is not UTF-8: {e}");
-                continue;
-            }
-            Err(e) => {
+        let line = match lines.next_line() {
+            Ok(None) => break,
+            Ok(Some(line)) => line,
+            Err(LineError::Io(e)) => {
                 tracing::warn!("agent channel read: {e}");
                 break;
             }
-        }
+            Err(e) => {
+                tracing::warn!("unreadable line from the agent: {e}");
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        match dangle_proto::decode::<GuestMessage>(&line) {
+        match dangle_proto::decode::<GuestMessage>(line) {
             Ok(GuestMessage::Reply {
                 id: Some(id),
                 result,
@@ -681,5 +681,32 @@ mod tests {
             matches!(e, AgentError::Disconnected(_) | AgentError::Io { .. }),
             "{e}"
         );
+    }
+
+    #[test]
+    fn agent_client_overlong_and_bad_lines_from_the_guest_are_skipped() {
+        let (host, guest) = UnixStream::pair().expect("socketpair");
+        let c = AgentClient::from_unix(host).expect("client");
+        let writer = std::thread::spawn(move || {
+            let mut w = guest;
+            let mut junk = vec![b'x'; dangle_proto::MAX_LINE_BYTES + 10];
+            junk.extend_from_slice(b"\n\xff\n");
+            w.write_all(&junk).expect("junk");
+            send(
+                &mut w,
+                &GuestMessage::Event {
+                    event: Event::Ready {
+                        protocol: PROTOCOL_VERSION,
+                        guest: info(),
+                    },
+                },
+            );
+            w
+        });
+        assert_eq!(
+            c.wait_ready(Duration::from_secs(10)).expect("ready"),
+            info()
+        );
+        drop(writer.join().expect("writer"));
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::exit::Status;
 use crate::prepare::{self, KernelSelect};
 use crate::suite::agent_guest::AgentGuest;
-use crate::suite::engine::{BOOT_TIMEOUT, error_chain};
+use crate::suite::engine::BOOT_TIMEOUT;
 use crate::suite::events::{Event, Fanout, Reporter};
 use crate::suite::load::{self, Plan};
 use crate::suite::outcome::Outcome;
@@ -103,8 +103,7 @@ fn boot(runs: u32, kernel: &KernelSelect, artifacts: Option<PathBuf>) -> Status 
     let b = match prepare::bootable(kernel, &[], &[]) {
         Ok(b) => b,
         Err(e) => {
-            crate::exit::print_error(&e);
-            return e.status();
+            return crate::exit::fail(&e);
         }
     };
     let dir = artifacts.unwrap_or_else(|| PathBuf::from("dangle-artifacts/bench-boot"));
@@ -140,7 +139,7 @@ fn boot(runs: u32, kernel: &KernelSelect, artifacts: Option<PathBuf>) -> Status 
             let vm = match Vm::start(spec, None) {
                 Ok(vm) => vm,
                 Err(e) => {
-                    eprintln!("boot {i}: {}", error_chain(&e));
+                    eprintln!("boot {i}: {}", crate::exit::chain(&e));
                     status = Status::Infrastructure;
                     continue;
                 }
@@ -153,7 +152,7 @@ fn boot(runs: u32, kernel: &KernelSelect, artifacts: Option<PathBuf>) -> Status 
                     let _ = g.client().poweroff();
                 }
                 Err(e) => {
-                    eprintln!("boot {i}: {}", error_chain(&e));
+                    eprintln!("boot {i}: {}", crate::exit::chain(&e));
                     status = Status::Infrastructure;
                 }
             }
@@ -307,8 +306,7 @@ fn cycles(
     let status = match summary {
         Ok(s) => s.status(),
         Err(e) => {
-            crate::exit::print_error(&e);
-            return e.status();
+            return crate::exit::fail(&e);
         }
     };
     println!(

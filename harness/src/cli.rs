@@ -55,22 +55,22 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Run(args) => crate::suite::cli::run(args),
         Command::Boot(args) => return crate::boot::run(args),
         Command::Ctl(args) => crate::boot::ctl::run(args),
-        Command::Kernel(args) => crate::kernel::cli::run(args),
-        Command::Parse(args) => crate::report::cli::run(args),
-        Command::Image(args) => crate::image::cli::run(args),
+        Command::Kernel(args) => finish(crate::kernel::cli::run(args).map(|()| Status::Ok)),
+        Command::Parse(args) => finish(crate::report::cli::run(args)),
+        Command::Image(args) => finish(crate::image::cli::run(args).map(|()| Status::Ok)),
         Command::Bench(args) => crate::bench::run(args),
         Command::Backend(args) => match dangle_backends::cli::run(args) {
             Ok(()) => Status::Ok,
-            Err(e) => fail(e.as_ref(), Status::Infrastructure),
+            Err(e) => crate::exit::fail(e.as_ref()),
         },
     };
     status.into()
 }
 
-/// Helper for subcommands: print an error chain, return its status.
-pub fn fail(err: &(dyn std::error::Error + 'static), status: Status) -> Status {
-    crate::exit::print_error(err);
-    status
+/// A subcommand's result as a status: on error, the error is printed with
+/// its causes and the exit table decides.
+fn finish<E: std::error::Error + 'static>(result: Result<Status, E>) -> Status {
+    result.unwrap_or_else(|e| crate::exit::fail(&e))
 }
 
 #[cfg(test)]

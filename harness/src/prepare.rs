@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use crate::exit::Status;
 use crate::image::{self, ImageError, ImageOptions};
 use crate::kernel::{
     self, BuiltKernel, ConfigAdd, KernelError, KernelRequest, KernelSource, Progress, ProgressMode,
@@ -43,19 +42,12 @@ pub enum PrepareError {
     /// The initramfs.
     #[error("initramfs")]
     Image(#[from] ImageError),
-    /// Installing host packages failed.
-    #[error("installing host packages failed: {0}")]
-    Install(String),
-}
-
-impl PrepareError {
-    /// Exit status class.
-    pub fn status(&self) -> Status {
-        match self {
-            PrepareError::Kernel(k) => k.status(),
-            _ => Status::Infrastructure,
-        }
-    }
+    /// The host setup script could not be started.
+    #[error("installing host packages failed: cannot run bash")]
+    InstallSpawn(#[source] std::io::Error),
+    /// The host setup script failed.
+    #[error("installing host packages failed: ci/setup-host.sh exited with {0}")]
+    InstallFailed(std::process::ExitStatus),
 }
 
 /// What a VM boots.
@@ -97,13 +89,11 @@ pub fn install_host_packages() -> Result<(), PrepareError> {
         .arg("-c")
         .arg(SETUP_HOST)
         .status()
-        .map_err(|e| PrepareError::Install(format!("cannot run bash: {e}")))?;
+        .map_err(PrepareError::InstallSpawn)?;
     if status.success() {
         Ok(())
     } else {
-        Err(PrepareError::Install(format!(
-            "ci/setup-host.sh exited with {status}"
-        )))
+        Err(PrepareError::InstallFailed(status))
     }
 }
 
@@ -187,6 +177,10 @@ mod tests {
             ..Default::default()
         };
         let e = sel.request(&[], &[]).unwrap_err();
-        assert_eq!(e.status(), Status::BadInput, "{e}");
+        assert_eq!(
+            crate::exit::status_of(&e),
+            crate::exit::Status::BadInput,
+            "{e}"
+        );
     }
 }

@@ -24,9 +24,8 @@ fn dangle() -> &'static str {
 }
 
 fn require_qemu() {
-    let found = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()));
     assert!(
         found,
         "qemu-system-x86_64 is missing: run `sudo bash ci/setup-host.sh` (QEMU 10 from bookworm-backports)"
@@ -137,7 +136,11 @@ fn assert_nothing_left(dir: &Path) {
         if left.is_empty() {
             return;
         }
-        assert!(Instant::now() < end, "left running after exit:\n{}", left.join("\n"));
+        assert!(
+            Instant::now() < end,
+            "left running after exit:\n{}",
+            left.join("\n")
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -164,8 +167,17 @@ fn boot_shell_runs_a_command_and_poweroff_exits_zero_leaving_nothing() {
     let runtime = runtime_dir("poweroff");
     let mut s = spawn_boot(&dir, &runtime);
     let banner = expect(&mut s, "leave: poweroff (or Ctrl-A X)", BOOT);
-    for needle in ["/dev/gpiochip", "/dev/i2c-", "/nvmem", "24c02 at 0x50", "pca9555 at 0x20"] {
-        assert!(banner.contains(needle), "banner lacks {needle:?}:\n{banner}");
+    for needle in [
+        "/dev/gpiochip",
+        "/dev/i2c-",
+        "/nvmem",
+        "24c02 at 0x50",
+        "pca9555 at 0x20",
+    ] {
+        assert!(
+            banner.contains(needle),
+            "banner lacks {needle:?}:\n{banner}"
+        );
     }
     expect(&mut s, PROMPT, BOOT);
     // The chips are bound at the prompt, without new_device by hand.
@@ -179,7 +191,10 @@ fn boot_shell_runs_a_command_and_poweroff_exits_zero_leaving_nothing() {
     assert_nothing_left(&dir);
     assert!(
         !runtime.join("boots").exists()
-            || std::fs::read_dir(runtime.join("boots")).unwrap().next().is_none(),
+            || std::fs::read_dir(runtime.join("boots"))
+                .unwrap()
+                .next()
+                .is_none(),
         "the boot left its registry entry"
     );
 }
@@ -216,8 +231,10 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
     expect(&mut s, PROMPT, BOOT);
 
     // A second terminal drives line 3 while gpiomon watches it.
-    s.send_line(format!("gpiomon --num-events=2 {chip} 3; echo gpiomon-done"))
-        .expect("type");
+    s.send_line(format!(
+        "gpiomon --num-events=2 {chip} 3; echo gpiomon-done"
+    ))
+    .expect("type");
     std::thread::sleep(Duration::from_secs(3));
     let (code, out) = ctl(&runtime, &["line", "gpio0", "3", "pulse"]);
     assert_eq!(code, 0, "{out}");
@@ -233,13 +250,19 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
     assert!(status.contains("unplugged (qmp)"), "{status}");
     s.send_line("gpiodetect; echo detect-done").expect("type");
     let listed = expect(&mut s, "detect-done", COMMAND);
-    assert!(!listed.contains("[virtio"), "the controller is still there:\n{listed}");
+    assert!(
+        !listed.contains("[virtio"),
+        "the controller is still there:\n{listed}"
+    );
     let (code, out) = ctl(&runtime, &["replug", "gpio0"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("gpio0 replugged (qmp)"), "{out}");
     s.send_line("gpiodetect; echo detect2-done").expect("type");
     let listed = expect(&mut s, "detect2-done", COMMAND);
-    assert!(listed.contains("[virtio"), "the controller did not come back:\n{listed}");
+    assert!(
+        listed.contains("[virtio"),
+        "the controller did not come back:\n{listed}"
+    );
 
     // Mistakes name what was expected.
     let (code, out) = ctl(&runtime, &["replug", "gpio0"]);
@@ -247,7 +270,10 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
     assert!(out.contains("gpio0 is plugged"), "{out}");
     let (code, out) = ctl(&runtime, &["unplug", "gpio9"]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("no device gpio9 in this boot (it has gpio0, i2c0)"), "{out}");
+    assert!(
+        out.contains("no device gpio9 in this boot (it has gpio0, i2c0)"),
+        "{out}"
+    );
 
     expect(&mut s, PROMPT, COMMAND);
     s.send_line("poweroff").expect("type");

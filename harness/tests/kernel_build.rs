@@ -14,17 +14,10 @@ fn kernel_build_default_has_every_requested_symbol() {
     let progress = Progress::new(ProgressMode::Plain);
     let k = match kernel::ensure_kernel(&req, &progress) {
         Ok(k) => k,
-        Err(e) => {
-            let mut msg = e.to_string();
-            let mut cur = std::error::Error::source(&e);
-            while let Some(c) = cur {
-                msg.push_str(&format!("\n  caused by: {c}"));
-                cur = c.source();
-            }
-            panic!(
-                "default kernel build failed (run ci/setup-host.sh for the host packages):\n{msg}"
-            );
-        }
+        Err(e) => panic!(
+            "default kernel build failed (run ci/setup-host.sh for the host packages):\n{:#}",
+            dangle::exit::chain(&e)
+        ),
     };
     assert!(k.bzimage.is_file(), "{}", k.bzimage.display());
     assert!(k.vmlinux.is_file(), "{}", k.vmlinux.display());

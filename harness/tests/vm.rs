@@ -28,7 +28,7 @@ fn bootable() -> Bootable {
     prepare::bootable(&KernelSelect::default(), &[], &[]).unwrap_or_else(|e| {
         panic!(
             "cannot prepare the default kernel and initramfs: {}\n(run `sudo bash ci/setup-host.sh` for the host packages)",
-            dangle::suite::engine::error_chain(&e)
+            dangle::exit::chain(&e)
         )
     })
 }
@@ -56,13 +56,13 @@ fn boot(name: &str, devices: Vec<DeviceSpec>) -> Booted {
     let mut spec = VmSpec::new(b.kernel.bzimage.clone(), b.initrd.clone(), artifacts(name));
     spec.devices = devices;
     spec.backend_program = env!("CARGO_BIN_EXE_dangle").into();
-    let vm = Vm::start(spec, None)
-        .unwrap_or_else(|e| panic!("vm start: {}", dangle::suite::engine::error_chain(&e)));
+    let vm =
+        Vm::start(spec, None).unwrap_or_else(|e| panic!("vm start: {}", dangle::exit::chain(&e)));
     let guest = match AgentGuest::connect(&vm, BOOT_TIMEOUT) {
         Ok(g) => g,
         Err(e) => panic!(
             "agent never answered: {}\n{}",
-            dangle::suite::engine::error_chain(&e),
+            dangle::exit::chain(&e),
             vm.postmortem()
         ),
     };

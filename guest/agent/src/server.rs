@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dangle_proto::{
-    DeviceList, ErrorKind, ErrorReply, Event, GuestInfo, GuestMessage, HostMessage, MAX_LINE_BYTES,
-    PROTOCOL_VERSION, ReplyResult, Request, Response,
+    DeviceList, ErrorKind, ErrorReply, Event, GuestInfo, GuestMessage, HostMessage, LineError,
+    LineReader, PROTOCOL_VERSION, ReplyResult, Request, Response,
 };
 
 use crate::consumer::{EventSink, Registry, RegistryError};
@@ -128,24 +128,29 @@ impl Server {
     }
 
     /// Serves lines from `input` until it ends (`Ok(Continue)`) or a
-    /// `Poweroff` is handled.
+    /// `Poweroff` is handled. A line that cannot be read (longer than
+    /// [`dangle_proto::MAX_LINE_BYTES`], not UTF-8, cut short by the end of
+    /// input) gets a `BadRequest` reply without an id, and serving goes on
+    /// with the next line (see [`dangle_proto::lines`]).
     ///
     /// # Errors
     /// A read error of `input`.
     pub fn serve(&self, input: &mut impl BufRead) -> std::io::Result<Action> {
-        let mut buf = Vec::new();
+        let mut lines = LineReader::new(input);
         loop {
-            buf.clear();
-            let n = read_line_capped(input, &mut buf)?;
-            if n == 0 {
-                return Ok(Action::Continue);
-            }
-            let line = String::from_utf8_lossy(&buf);
-            if line.trim().is_empty() {
-                continue;
-            }
-            if self.handle_line(&line) == Action::Poweroff {
-                return Ok(Action::Poweroff);
+            match lines.next_line() {
+                Ok(None) => return Ok(Action::Continue),
+                Ok(Some(line)) if line.trim().is_empty() => {}
+                Ok(Some(line)) => {
+                    if self.handle_line(line) == Action::Poweroff {
+                        return Ok(Action::Poweroff);
+                    }
+                }
+                Err(LineError::Io(e)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!("unreadable request line: {e}");
+                    (self.outbox)(dangle_proto::unreadable_line_reply(&e));
+                }
             }
         }
     }
@@ -333,48 +338,13 @@ fn source_text(e: &dyn std::error::Error) -> String {
     e.source().map(ToString::to_string).unwrap_or_default()
 }
 
-/// Reads one line (up to `\n`) into `buf`; a line longer than
-/// [`MAX_LINE_BYTES`] is truncated there and the rest of it discarded, so
-/// the decoder reports it instead of the agent running out of memory.
-/// Returns the bytes consumed, 0 at end of input.
-///
-/// # Errors
-/// A read error other than `EINTR`.
-pub fn read_line_capped(input: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut consumed = 0;
-    loop {
-        let avail = match input.fill_buf() {
-            Ok(a) => a,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if avail.is_empty() {
-            return Ok(consumed);
-        }
-        let (chunk, done) = match memchr_nl(avail) {
-            Some(i) => (&avail[..=i], true),
-            None => (avail, false),
-        };
-        let room = (MAX_LINE_BYTES + 1).saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let n = chunk.len();
-        input.consume(n);
-        consumed += n;
-        if done {
-            return Ok(consumed);
-        }
-    }
-}
-
-fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Cursor;
     use std::sync::Mutex;
     use std::sync::mpsc;
+
+    use dangle_proto::MAX_LINE_BYTES;
 
     use super::*;
 
@@ -490,16 +460,35 @@ mod tests {
     }
 
     #[test]
-    fn read_line_capped_overlong_line_is_cut_and_the_next_line_survives() {
+    fn serve_unreadable_lines_get_bad_request_and_serving_goes_on() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (s, rx) = server(t.path());
         let mut input = vec![b'a'; MAX_LINE_BYTES + 100];
-        input.extend_from_slice(b"\nnext\n");
-        let mut cur = Cursor::new(input);
-        let mut buf = Vec::new();
-        let n = read_line_capped(&mut cur, &mut buf).expect("read");
-        assert_eq!(n, MAX_LINE_BYTES + 101);
-        assert_eq!(buf.len(), MAX_LINE_BYTES + 1);
-        buf.clear();
-        read_line_capped(&mut cur, &mut buf).expect("read");
-        assert_eq!(buf, b"next\n");
+        input.extend_from_slice(b"\n\xff\xfe\n{\"id\":3,\"op\":\"ping\"}\n{\"id\":4");
+        let action = s.serve(&mut Cursor::new(input)).expect("serve");
+        assert_eq!(action, Action::Continue);
+        for needle in ["longer than", "not valid UTF-8"] {
+            match reply(&rx) {
+                (
+                    None,
+                    ReplyResult::Error(ErrorReply {
+                        kind: ErrorKind::BadRequest,
+                        message,
+                        ..
+                    }),
+                ) => assert!(message.contains(needle), "{message}"),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(matches!(
+            reply(&rx),
+            (Some(3), ReplyResult::Ok(Response::Pong { .. }))
+        ));
+        match reply(&rx) {
+            (None, ReplyResult::Error(e)) => {
+                assert!(e.message.contains("ended inside"), "{}", e.message)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

@@ -31,8 +31,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod deadline;
+pub mod lines;
 
 pub use deadline::Deadline;
+pub use lines::{LineError, LineReader};
 
 /// Version of this protocol; bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -778,6 +780,19 @@ pub fn bad_request_reply(line: &str, err: &DecodeError) -> GuestMessage {
         result: ReplyResult::Error(ErrorReply {
             kind: ErrorKind::BadRequest,
             message,
+            errno: None,
+        }),
+    }
+}
+
+/// Builds the error reply the agent sends for a line it could not read at
+/// all (too long, not UTF-8, cut short): there is no request id to name.
+pub fn unreadable_line_reply(err: &LineError) -> GuestMessage {
+    GuestMessage::Reply {
+        id: None,
+        result: ReplyResult::Error(ErrorReply {
+            kind: ErrorKind::BadRequest,
+            message: err.to_string(),
             errno: None,
         }),
     }

@@ -657,20 +657,11 @@ pub fn run(args: CtlArgs) -> Status {
     };
     let boot = match find(args.boot.as_deref()) {
         Ok(b) => b,
-        Err(e) => {
-            crate::exit::print_error(&e);
-            return match e {
-                FindError::NotAnswering { .. } => Status::Infrastructure,
-                _ => Status::BadInput,
-            };
-        }
+        Err(e) => return crate::exit::fail(&e),
     };
     let reply = match send(&boot, &req) {
         Ok(r) => r,
-        Err(e) => {
-            crate::exit::print_error(&e);
-            return Status::Infrastructure;
-        }
+        Err(e) => return crate::exit::fail(&e),
     };
     match (&args.command, &reply.hex) {
         (

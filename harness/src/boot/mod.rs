@@ -174,14 +174,8 @@ fn default_artifacts() -> PathBuf {
 }
 
 fn boot(a: BootArgs) -> Result<i32, Status> {
-    let devices = devices(&a).map_err(|e| {
-        print_error(&e);
-        Status::BadInput
-    })?;
-    let boot = prepare::bootable(&a.kernel, &[], &[]).map_err(|e| {
-        print_error(&e);
-        e.status()
-    })?;
+    let devices = devices(&a).map_err(|e| crate::exit::fail(&e))?;
+    let boot = prepare::bootable(&a.kernel, &[], &[]).map_err(|e| crate::exit::fail(&e))?;
     let artifacts = a.artifacts.clone().unwrap_or_else(default_artifacts);
     let interactive = a.exec.is_none();
     let mut spec = VmSpec::new(
@@ -490,7 +484,7 @@ impl BootState {
         control_checked(&mut self.vm, id, req).map_err(|e| {
             Reply::with(
                 Outcome::Failed,
-                format!("backend of {id}: {}", crate::suite::engine::error_chain(&e)),
+                format!("backend of {id}: {}", crate::exit::chain(&e)),
             )
         })
     }
@@ -605,7 +599,7 @@ impl BootState {
                 Outcome::Finding,
                 format!(
                     "device never came back: {id} ({method}): {}",
-                    crate::suite::engine::error_chain(&e)
+                    crate::exit::chain(&e)
                 ),
             );
         }
@@ -623,7 +617,7 @@ impl BootState {
 }
 
 fn failed(e: &(dyn std::error::Error + 'static)) -> Reply {
-    Reply::with(Outcome::Failed, crate::suite::engine::error_chain(e))
+    Reply::with(Outcome::Failed, crate::exit::chain(e).to_string())
 }
 
 impl Rig for BootState {

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::{AGENT_ENV, AgentSource, Extras, ImageError, ImageOptions, build_image};
-use crate::exit::{Status, print_error};
 
 /// Arguments of `dangle image`.
 #[derive(Debug, clap::Args)]
@@ -33,33 +32,24 @@ impl From<&ImageArgs> for ImageOptions {
 }
 
 /// Runs `dangle image`.
-pub fn run(args: ImageArgs) -> Status {
+///
+/// # Errors
+/// [`ImageError`] when the image cannot be built or copied to `--out`.
+pub fn run(args: ImageArgs) -> Result<(), ImageError> {
     let opts = ImageOptions::from(&args);
-    let image = match build_image(&opts) {
-        Ok(i) => i,
-        Err(e) => {
-            print_error(&e);
-            return match e {
-                ImageError::AgentNotStatic(_) => Status::BadInput,
-                _ => Status::Infrastructure,
-            };
-        }
-    };
+    let image = build_image(&opts)?;
     match &args.out {
-        Some(out) => match std::fs::copy(&image.path, out) {
-            Ok(_) => println!("{}", out.display()),
-            Err(source) => {
-                print_error(&ImageError::Io {
-                    what: "cannot copy the image to",
-                    path: out.clone(),
-                    source,
-                });
-                return Status::Infrastructure;
-            }
-        },
+        Some(out) => {
+            std::fs::copy(&image.path, out).map_err(|source| ImageError::Io {
+                what: "cannot copy the image to",
+                path: out.clone(),
+                source,
+            })?;
+            println!("{}", out.display());
+        }
         None => println!("{}", image.path.display()),
     }
-    Status::Ok
+    Ok(())
 }
 
 #[cfg(test)]

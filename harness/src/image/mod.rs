@@ -77,9 +77,15 @@ pub enum ImageError {
     },
     /// The agent binary is not static (it has an ELF interpreter).
     #[error(
-        "agent {0} is not a static executable (it needs a dynamic loader); build it with {AGENT_RUSTFLAGS}"
+        "agent {path} is not a static executable (it needs a dynamic loader); build it with {AGENT_RUSTFLAGS}"
     )]
-    AgentNotStatic(PathBuf),
+    AgentNotStatic {
+        /// The binary.
+        path: PathBuf,
+        /// Whether the user supplied it ([`AgentSource::Prebuilt`]) rather
+        /// than dangle building it.
+        prebuilt: bool,
+    },
     /// A file could not be read or written.
     #[error("{what} {path}")]
     Io {
@@ -192,7 +198,10 @@ pub fn agent_binary(source: &AgentSource) -> Result<PathBuf, ImageError> {
         }
     };
     if !is_static_elf(&path)? {
-        return Err(ImageError::AgentNotStatic(path));
+        return Err(ImageError::AgentNotStatic {
+            path,
+            prebuilt: matches!(source, AgentSource::Prebuilt(_)),
+        });
     }
     Ok(path)
 }

@@ -196,7 +196,7 @@ fn build_image_second_call_is_cached_and_dynamic_agent_is_refused() {
     std::fs::write(&agent, fake_elf(true)).expect("write");
     assert!(matches!(
         build_image(&opts),
-        Err(ImageError::AgentNotStatic(_))
+        Err(ImageError::AgentNotStatic { prebuilt: true, .. })
     ));
 }
 

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::cli::ProgressArg;
-use super::{KernelError, KernelRequest, Progress, ensure_kernel, plan};
+use super::{KernelError, KernelRequest, Progress, ProgressMode, ensure_kernel, plan};
 
 /// The file the one-file patch changes.
 pub const PATCHED_FILE: &str = "drivers/gpio/gpio-virtio.c";
@@ -31,8 +30,8 @@ pub struct BenchArgs {
     #[arg(short, long)]
     pub jobs: Option<usize>,
     /// Progress display.
-    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
-    pub progress: ProgressArg,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 /// What one bench run measured.
@@ -91,14 +90,9 @@ pub fn one_file_patch(text: &str, nonce: &str) -> String {
 pub fn run(a: &BenchArgs) -> Result<(), KernelError> {
     let root = match &a.cache_dir {
         Some(d) => d.clone(),
-        None => super::cache_root()?.join("bench"),
+        None => crate::paths::cache_dir().join("bench"),
     };
-    let r = measure(
-        &root,
-        a.keep_tree,
-        a.jobs,
-        &Progress::new(a.progress.into()),
-    )?;
+    let r = measure(&root, a.keep_tree, a.jobs, &Progress::new(a.progress))?;
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     println!(
         "dangle kernel bench ({}, {}, make -j{})",

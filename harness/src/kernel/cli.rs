@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 use super::{KernelError, KernelRequest, Progress, ProgressMode};
-use crate::exit::Status;
 use crate::prepare::KernelSelect;
 
 /// Arguments of `dangle kernel`.
@@ -51,35 +50,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub force: bool,
     /// Progress display.
-    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
-    pub progress: ProgressArg,
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `--progress`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ProgressArg {
-    /// A bar on a terminal, plain lines otherwise or when CI is set.
-    Auto,
-    /// Always a bar.
-    Bar,
-    /// Plain lines.
-    Plain,
-    /// Nothing.
-    Quiet,
-}
-
-impl From<ProgressArg> for ProgressMode {
-    fn from(p: ProgressArg) -> Self {
-        match p {
-            ProgressArg::Auto => ProgressMode::Auto,
-            ProgressArg::Bar => ProgressMode::Bar,
-            ProgressArg::Plain => ProgressMode::Plain,
-            ProgressArg::Quiet => ProgressMode::Quiet,
-        }
-    }
 }
 
 impl TryFrom<&BuildArgs> for KernelRequest {
@@ -101,21 +76,20 @@ impl TryFrom<&BuildArgs> for KernelRequest {
 }
 
 /// Runs `dangle kernel`.
-pub fn run(args: KernelArgs) -> Status {
-    let result = match args.command {
+///
+/// # Errors
+/// [`KernelError`]; the caller prints it and picks the exit code.
+pub fn run(args: KernelArgs) -> Result<(), KernelError> {
+    match args.command {
         KernelCommand::Build(a) => build(&a),
         KernelCommand::Config(a) => print_config(&a),
         KernelCommand::Bench(a) => super::bench::run(&a),
-    };
-    match result {
-        Ok(()) => Status::Ok,
-        Err(e) => crate::cli::fail(&e, e.status()),
     }
 }
 
 fn build(a: &BuildArgs) -> Result<(), KernelError> {
     let req = KernelRequest::try_from(a)?;
-    let progress = Progress::new(a.progress.into());
+    let progress = Progress::new(a.progress);
     let k = super::ensure_kernel(&req, &progress)?;
     if a.json {
         let text = serde_json::to_string_pretty(&k)
@@ -207,7 +181,7 @@ mod tests {
     fn build_args_bad_config_add_is_bad_input() {
         let t = T::parse_from(["t", "--config-add", "nonsense"]);
         let e = KernelRequest::try_from(&t.a).unwrap_err();
-        assert_eq!(e.status(), Status::BadInput);
+        assert_eq!(crate::exit::status_of(&e), crate::exit::Status::BadInput);
     }
 
     #[test]

@@ -423,10 +423,10 @@ mod tests {
         std::fs::write(&v, b"not elf").unwrap();
         let e = validate_prebuilt(&b, &v).unwrap_err();
         assert!(e.to_string().contains("not an ELF"), "{e}");
-        assert!(e.is_bad_input());
+        assert_eq!(crate::exit::status_of(&e), crate::exit::Status::BadInput);
         let e = validate_prebuilt(&d.path().join("missing"), &v).unwrap_err();
         assert!(e.to_string().contains("--kernel"), "{e}");
-        assert!(e.is_bad_input());
+        assert_eq!(crate::exit::status_of(&e), crate::exit::Status::BadInput);
         std::fs::write(&b, b"MZ").unwrap();
         assert!(
             validate_prebuilt(&b, &v)

@@ -57,15 +57,14 @@ struct LogReport<'a> {
 }
 
 /// Runs `dangle parse`.
-pub fn run(args: ParseArgs) -> Status {
-    match execute(&args, &mut std::io::stdout().lock()) {
-        Ok(0) => Status::Ok,
-        Ok(_) => Status::Findings,
-        Err(e) => {
-            crate::exit::print_error(&e);
-            Status::BadInput
-        }
-    }
+///
+/// # Errors
+/// [`ParseCmdError`] (bad input: the message names the file).
+pub fn run(args: ParseArgs) -> Result<Status, ParseCmdError> {
+    Ok(match execute(&args, &mut std::io::stdout().lock())? {
+        0 => Status::Ok,
+        _ => Status::Findings,
+    })
 }
 
 /// Parses every log and writes the reports; returns how many were found.
@@ -210,12 +209,7 @@ mod tests {
         let mut a = args(vec![], Format::Text);
         a.vmlinux = Some(v);
         let err = execute(&a, &mut Vec::new()).expect_err("bad vmlinux");
-        let mut chain = err.to_string();
-        let mut src = std::error::Error::source(&err);
-        while let Some(s) = src {
-            chain.push_str(&s.to_string());
-            src = s.source();
-        }
+        let chain = crate::exit::chain(&err).to_string();
         assert!(chain.contains("vmlinux-broken"), "{chain}");
     }
 }

@@ -151,10 +151,7 @@ fn print_list(plans: &[Plan]) {
 pub fn run(args: RunArgs) -> Status {
     let plans = match load_plans(&args.suites, &args.only) {
         Ok(p) => p,
-        Err(e) => {
-            print_error(&e);
-            return Status::BadInput;
-        }
+        Err(e) => return crate::exit::fail(&e),
     };
     if args.list {
         print_list(&plans);
@@ -164,8 +161,7 @@ pub fn run(args: RunArgs) -> Status {
         Ok(r) => r,
         Err(e) => {
             eprintln!("dangle run: --replay is not a usable run directory");
-            print_error(&e);
-            return Status::BadInput;
+            return crate::exit::fail(&e);
         }
     };
     let seed = replay
@@ -212,10 +208,7 @@ pub fn run(args: RunArgs) -> Status {
         print_error(e);
     }
     match summary {
-        Err(e) => {
-            print_error(&e);
-            e.status()
-        }
+        Err(e) => crate::exit::fail(&e),
         Ok(_) if !unwritten.is_empty() => Status::Infrastructure,
         Ok(s) => s.status(),
     }
@@ -248,7 +241,7 @@ mod tests {
             let p = entry.unwrap().path();
             if p.extension().is_some_and(|e| e == "yaml") {
                 load::load_file(&p)
-                    .unwrap_or_else(|e| panic!("{}", crate::suite::engine::error_chain(&e)));
+                    .unwrap_or_else(|e| panic!("{}", crate::exit::chain(&e).to_string()));
             }
         }
     }

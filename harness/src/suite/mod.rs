@@ -7,6 +7,7 @@ pub mod engine;
 pub mod events;
 pub mod guest;
 pub mod load;
+pub mod locate;
 pub mod outcome;
 pub mod reporters;
 pub mod runner;

@@ -187,7 +187,7 @@ impl Platform for QemuPlatform<'_> {
     fn prepare(&mut self, req: &KernelReq) -> Result<Prepared, PrepareError> {
         let boot = prepare::bootable(self.kernel, &req.patches, &req.config)?;
         let symbolizer = Symbolizer::open(&boot.kernel.vmlinux)
-            .map_err(|e| tracing::warn!("no symbolization: {}", engine::error_chain(&e)))
+            .map_err(|e| tracing::warn!("no symbolization: {}", crate::exit::chain(&e).to_string()))
             .ok();
         Ok(Prepared {
             kernel: boot.kernel.version.clone(),
@@ -250,16 +250,6 @@ pub enum RunError {
     },
 }
 
-impl RunError {
-    /// Exit status class.
-    pub fn status(&self) -> Status {
-        match self {
-            RunError::Prepare(e) => e.status(),
-            RunError::Artifacts { .. } => Status::Infrastructure,
-        }
-    }
-}
-
 /// What a run produced.
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
@@ -299,7 +289,7 @@ pub fn run(
     let r = run_inner(plans, suites, platform, opts, reporters);
     if let Err(e) = &r {
         reporters.event(&Event::Interrupted {
-            reason: engine::error_chain(e),
+            reason: crate::exit::chain(e).to_string(),
         });
     }
     reporters.event(&Event::RunFinished);
@@ -358,8 +348,10 @@ fn run_inner(
             });
             let p = match platform.prepare(&key) {
                 Ok(p) => Ok(p),
-                Err(e) if e.status() == Status::BadInput => return Err(RunError::Prepare(e)),
-                Err(e) => Err(engine::error_chain(&e)),
+                Err(e) if crate::exit::status_of(&e) == Status::BadInput => {
+                    return Err(RunError::Prepare(e));
+                }
+                Err(e) => Err(crate::exit::chain(&e).to_string()),
             };
             kernels.insert(key.clone(), p);
         }

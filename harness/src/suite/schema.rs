@@ -1,8 +1,14 @@
 //! The suite file format (YAML), pass one: what the user wrote.
 //!
 //! Every struct denies unknown keys, so a typo is an error with its file,
-//! line and column rather than a silently ignored setting. Defaults and
-//! per-scenario overrides are resolved in a second pass ([`super::plan`]).
+//! line and column rather than a silently ignored setting. Enums are
+//! written the way people write them in YAML: a bare name for a variant
+//! without fields (`clean`, `kmemleak`), a one-key map otherwise
+//! (`{ reproduces: REGEX }`, `- gpio-hold: { device: gpio0, line: 3 }`);
+//! [`super::load`] reads the file with serde_yaml_ng's
+//! `singleton_map_recursive` for that. Defaults and per-scenario overrides
+//! are resolved in a second pass ([`super::load`]). The reference for
+//! users is `docs/suites.md`.
 //!
 //! ```yaml
 //! name: smoke
@@ -78,21 +84,20 @@ pub struct Scenario {
     /// Kernel requirements beyond the default fragments.
     #[serde(default)]
     pub kernel: KernelReq,
-    /// One-shot guest steps before consumers start (and again after each
-    /// replug when `repeat-after-replug` is set on the step).
-    #[serde(default, deserialize_with = "enum_map::list")]
+    /// Guest steps before consumers start, run again after each replug
+    /// (a replugged adapter needs its clients instantiated again).
+    #[serde(default)]
     pub setup: Vec<Step>,
     /// Guest workloads running while devices are pulled.
-    #[serde(default, deserialize_with = "enum_map::list")]
+    #[serde(default)]
     pub consumers: Vec<Consumer>,
     /// How devices are pulled.
     #[serde(default)]
     pub unplug: Option<Unplug>,
     /// Steps run after the unplug cycles (e.g. kill a holder, then read).
-    #[serde(default, deserialize_with = "enum_map::list")]
+    #[serde(default)]
     pub after: Vec<Step>,
     /// What a correct run looks like on the kernel under test.
-    #[serde(deserialize_with = "enum_map::one")]
     pub expect: Expectation,
     /// Why the expectation is what it is (hypothesis confirmed/refuted...).
     #[serde(default)]
@@ -340,62 +345,4 @@ pub enum Expectation {
     Reproduces(String),
     /// A hang whose stack (or title) names this function.
     HangsIn(String),
-}
-
-/// YAML enums in the form people write them: `clean`, or a one-key map
-/// `{ reproduces: REGEX }`. serde_yaml_ng only accepts YAML tags
-/// (`!reproduces REGEX`) for externally tagged enums, so the one-key map is
-/// turned into the tagged form before the enum deserializes it.
-mod enum_map {
-    use serde::de::{Deserialize, DeserializeOwned, Deserializer, Error};
-    use serde_yaml_ng::Value;
-    use serde_yaml_ng::value::{Tag, TaggedValue};
-
-    fn convert<T: DeserializeOwned, E: Error>(v: Value) -> Result<T, E> {
-        let v = match v {
-            Value::Mapping(m) if m.len() == 1 => {
-                let (k, body) = m.into_iter().next().expect("one entry");
-                match k {
-                    Value::String(tag) => Value::Tagged(Box::new(TaggedValue {
-                        tag: Tag::new(tag),
-                        value: body,
-                    })),
-                    other => {
-                        return Err(E::custom(format!(
-                            "expected a name as key, found {other:?}"
-                        )));
-                    }
-                }
-            }
-            Value::Mapping(m) if m.len() > 1 => {
-                let keys: Vec<String> = m
-                    .keys()
-                    .map(|k| k.as_str().map_or_else(|| format!("{k:?}"), str::to_owned))
-                    .collect();
-                return Err(E::custom(format!(
-                    "expected one of the variants as the only key, found several keys: {}",
-                    keys.join(", ")
-                )));
-            }
-            other => other,
-        };
-        T::deserialize(v).map_err(E::custom)
-    }
-
-    /// For a field holding one enum.
-    pub fn one<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<T, D::Error> {
-        convert(Value::deserialize(d)?)
-    }
-
-    /// For a field holding a list of enums.
-    pub fn list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
-        let items = Vec::<Value>::deserialize(d)?;
-        items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                convert(v).map_err(|e: D::Error| D::Error::custom(format!("item {}: {e}", i + 1)))
-            })
-            .collect()
-    }
 }

@@ -259,7 +259,7 @@ pub fn run_scenario(
     let outcome = match run_inner(plan, ctx, &artifacts, reporters, &mut result, &mut findings) {
         Ok(()) => outcome::judge(&plan.scenario.expect, &findings),
         Err(e) => Outcome::Infrastructure {
-            error: error_chain(&e),
+            error: crate::exit::chain(&e).to_string(),
         },
     };
     result.outcome = outcome;
@@ -270,18 +270,6 @@ pub fn run_scenario(
         findings,
     });
     result
-}
-
-/// Renders an error with its causes on one line.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn sanitize(name: &str) -> String {

@@ -42,7 +42,7 @@ fn plan(method: &str, extra: &str) -> Plan {
         "name: sim\nscenarios:\n  - name: s\n    devices:\n      - {{ kind: gpio, id: gpio0, lines: 8 }}\n      - {{ kind: gpio, id: gpio1, lines: 8 }}\n    consumers:\n      - gpio-edge-blocking: {{ device: gpio0, line: 1 }}\n    unplug: {{ method: {method}, delay: 0ms }}\n    settle: 0s\n    expect: clean\n{extra}"
     );
     load::load_str(&yaml, Path::new("sim.yaml"))
-        .unwrap_or_else(|e| panic!("{}", error_chain(&e)))
+        .unwrap_or_else(|e| panic!("{}", crate::exit::chain(&e).to_string()))
         .remove(0)
 }
 

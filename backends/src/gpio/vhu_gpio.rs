@@ -1,5 +1,5 @@
-//! vhost-user transport of the GPIO controller: parses descriptor chains
-//! into typed requests, runs them against the line model, applies the fault
+//! vhost-user transport of the GPIO controller: runs the typed requests of
+//! [`request`](super::request) against the line model, applies the fault
 //! plan, and implements `VhostUserBackend` for one front-end connection.
 //!
 //! [`GpioDevice`] lives as long as the process (world-driven input levels,
@@ -24,11 +24,12 @@ use vmm_sys_util::event::{EventConsumer, EventNotifier};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::lines::{GpioError, GpioLines, LineState};
+use super::request::{EventRequest, GpioRequest, GpioRequestKind};
 use super::virtio_gpio::*;
 use crate::control::{ControlTarget, Request, Response};
 use crate::counters::Counters;
 use crate::fault::{FaultAction, FaultPlan, FaultSpec, Outcome, RequestInfo, parse_specs};
-use crate::virtq::{Buf, Chain, complete, pop_all};
+use crate::virtq::{Chain, complete, pop_all};
 
 /// Queue size offered to the front end.
 pub const QUEUE_SIZE: usize = 1024;
@@ -53,162 +54,6 @@ pub struct GpioConfig {
 pub struct EventToken {
     head: u16,
     status: GuestAddress,
-}
-
-/// Kind of a request-queue request, from its `type` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpioRequestKind {
-    /// `VIRTIO_GPIO_MSG_GET_LINE_NAMES`.
-    GetLineNames,
-    /// `VIRTIO_GPIO_MSG_GET_DIRECTION`.
-    GetDirection,
-    /// `VIRTIO_GPIO_MSG_SET_DIRECTION`.
-    SetDirection,
-    /// `VIRTIO_GPIO_MSG_GET_VALUE`.
-    GetValue,
-    /// `VIRTIO_GPIO_MSG_SET_VALUE`.
-    SetValue,
-    /// `VIRTIO_GPIO_MSG_IRQ_TYPE`.
-    SetIrqType,
-}
-
-impl GpioRequestKind {
-    fn from_wire(t: u16) -> Option<Self> {
-        Some(match t {
-            VIRTIO_GPIO_MSG_GET_LINE_NAMES => Self::GetLineNames,
-            VIRTIO_GPIO_MSG_GET_DIRECTION => Self::GetDirection,
-            VIRTIO_GPIO_MSG_SET_DIRECTION => Self::SetDirection,
-            VIRTIO_GPIO_MSG_GET_VALUE => Self::GetValue,
-            VIRTIO_GPIO_MSG_SET_VALUE => Self::SetValue,
-            VIRTIO_GPIO_MSG_IRQ_TYPE => Self::SetIrqType,
-            _ => return None,
-        })
-    }
-
-    /// Counter name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::GetLineNames => "get_line_names",
-            Self::GetDirection => "get_direction",
-            Self::SetDirection => "set_direction",
-            Self::GetValue => "get_value",
-            Self::SetValue => "set_value",
-            Self::SetIrqType => "set_irq_type",
-        }
-    }
-}
-
-/// A request-queue chain, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GpioRequest {
-    /// Request type.
-    pub kind: GpioRequestKind,
-    /// Line.
-    pub gpio: u16,
-    /// Value field.
-    pub value: u32,
-    /// The response buffer.
-    pub resp: Buf,
-}
-
-/// Why a chain is not a well-formed request. The chain still goes back to
-/// the guest, with `ERR` (or `INVALID`) written if it has a writable byte.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    /// Not one readable descriptor followed by one writable descriptor.
-    #[error("expected a readable then a writable descriptor, got {0}")]
-    Shape(String),
-    /// The readable part has the wrong size.
-    #[error("request is {got} bytes, expected {want}")]
-    RequestSize {
-        /// Bytes found.
-        got: u32,
-        /// Bytes expected.
-        want: usize,
-    },
-    /// The writable part is too short for the response.
-    #[error("response buffer is {got} bytes, need {need}")]
-    ResponseSize {
-        /// Bytes found.
-        got: u32,
-        /// Bytes needed.
-        need: usize,
-    },
-    /// The request could not be read from guest memory.
-    #[error("request not readable from guest memory")]
-    Memory,
-    /// Unknown `type`.
-    #[error("unknown request type {0:#x}")]
-    UnknownType(u16),
-}
-
-fn shape(chain: &Chain) -> Result<(Buf, Buf), ChainError> {
-    let describe = || {
-        let s: Vec<String> = chain
-            .bufs
-            .iter()
-            .map(|b| format!("{}{}", if b.writable { "W" } else { "R" }, b.len))
-            .collect();
-        if chain.truncated {
-            format!("[{}, ...]", s.join(", "))
-        } else {
-            format!("[{}]", s.join(", "))
-        }
-    };
-    match chain.bufs.as_slice() {
-        [r, w] if !r.writable && w.writable && !chain.truncated => Ok((*r, *w)),
-        _ => Err(ChainError::Shape(describe())),
-    }
-}
-
-/// Parses a request-queue chain. `names_size` is the size of the names
-/// block (the `GET_LINE_NAMES` response needs `1 + names_size` bytes).
-pub fn parse_request<M: GuestMemory>(
-    chain: &Chain,
-    mem: &M,
-    names_size: usize,
-) -> Result<GpioRequest, ChainError> {
-    let (r, w) = shape(chain)?;
-    let want = size_of::<VirtioGpioRequest>();
-    if r.len as usize != want {
-        return Err(ChainError::RequestSize { got: r.len, want });
-    }
-    let req: VirtioGpioRequest = mem.read_obj(r.addr).map_err(|_| ChainError::Memory)?;
-    let t = req.type_.to_native();
-    let kind = GpioRequestKind::from_wire(t).ok_or(ChainError::UnknownType(t))?;
-    let need = match kind {
-        GpioRequestKind::GetLineNames => 1 + names_size,
-        _ => size_of::<VirtioGpioResponse>(),
-    };
-    if (w.len as usize) < need {
-        return Err(ChainError::ResponseSize { got: w.len, need });
-    }
-    Ok(GpioRequest {
-        kind,
-        gpio: req.gpio.to_native(),
-        value: req.value.to_native(),
-        resp: w,
-    })
-}
-
-/// Parses an event-queue chain into the line it waits on.
-pub fn parse_event<M: GuestMemory>(
-    chain: &Chain,
-    mem: &M,
-) -> Result<(u16, GuestAddress), ChainError> {
-    let (r, w) = shape(chain)?;
-    let want = size_of::<VirtioGpioIrqRequest>();
-    if (r.len as usize) < want {
-        return Err(ChainError::RequestSize { got: r.len, want });
-    }
-    if w.len < 1 {
-        return Err(ChainError::ResponseSize {
-            got: w.len,
-            need: 1,
-        });
-    }
-    let req: VirtioGpioIrqRequest = mem.read_obj(r.addr).map_err(|_| ChainError::Memory)?;
-    Ok((req.gpio.to_native(), w.addr))
 }
 
 #[derive(Debug)]
@@ -395,8 +240,8 @@ impl GpioDevice {
         let mut used = false;
         for chain in pop_all(evq, mem) {
             let mut st = lock(&self.state);
-            let rejected = match parse_event(&chain, mem) {
-                Ok((gpio, status)) => {
+            let rejected = match EventRequest::parse(&chain, mem) {
+                Ok(EventRequest { gpio, status }) => {
                     let token = EventToken {
                         head: chain.head,
                         status,
@@ -434,7 +279,7 @@ impl GpioDevice {
         let mut kicks = Kicks::default();
         let mut st = lock(&self.state);
         let names_size = st.lines.names_block().len();
-        let req = match parse_request(&chain, mem, names_size) {
+        let req = match GpioRequest::parse(&chain, mem, names_size) {
             Ok(req) => req,
             Err(e) => {
                 tracing::warn!("malformed request chain {}: {e}", chain.head);
@@ -474,7 +319,7 @@ impl GpioDevice {
                 return kicks;
             }
             Outcome::Err => (VIRTIO_GPIO_STATUS_ERR, 0),
-            Outcome::Execute => match execute(&mut st.lines, &req) {
+            Outcome::Execute => match req.execute(&mut st.lines) {
                 Ok(v) => (VIRTIO_GPIO_STATUS_OK, v),
                 Err(e) => {
                     tracing::debug!("{:?} on line {} failed: {e}", req.kind, req.gpio);
@@ -564,25 +409,6 @@ fn write_bytes<M: GuestMemory>(mem: &M, addr: GuestAddress, bytes: &[u8]) -> u32
             tracing::warn!("cannot write response at {:#x}: {e}", addr.0);
             0
         }
-    }
-}
-
-fn execute(lines: &mut GpioLines<EventToken>, req: &GpioRequest) -> Result<u8, GpioError> {
-    match req.kind {
-        GpioRequestKind::GetLineNames => {
-            if req.gpio != 0 || req.value != 0 || lines.names_block().is_empty() {
-                return Err(GpioError::BadValue {
-                    what: "GET_LINE_NAMES",
-                    value: req.value,
-                });
-            }
-            Ok(0)
-        }
-        GpioRequestKind::GetDirection => lines.get_direction(req.gpio, req.value),
-        GpioRequestKind::SetDirection => lines.set_direction(req.gpio, req.value).map(|()| 0),
-        GpioRequestKind::GetValue => lines.get_value(req.gpio, req.value),
-        GpioRequestKind::SetValue => lines.set_value(req.gpio, req.value).map(|()| 0),
-        GpioRequestKind::SetIrqType => lines.set_irq_type(req.gpio, req.value).map(|()| 0),
     }
 }
 

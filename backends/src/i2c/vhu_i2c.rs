@@ -1,5 +1,5 @@
-//! vhost-user transport of the I2C adapter: parses each descriptor chain
-//! into a typed message, runs it on the [`Bus`], applies the fault plan and
+//! vhost-user transport of the I2C adapter: runs the typed messages of
+//! [`request`](super::request) on the [`Bus`], applies the fault plan and
 //! the `FAIL_NEXT` group rule, and implements `VhostUserBackend` for one
 //! front-end connection.
 //!
@@ -23,6 +23,7 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::bus::{Bus, BusError};
 use super::client::{ChipCommand, ChipReply, I2cError};
+use super::request::I2cRequest;
 use super::spec::ChipSpec;
 use super::virtio_i2c::*;
 use crate::cli::{ConfigError, I2cArgs};
@@ -30,7 +31,7 @@ use crate::control::{ControlTarget, Pins, Request, Response, from_hex, to_hex};
 use crate::counters::Counters;
 use crate::fault::{FaultPlan, FaultSpec, Outcome, RequestInfo, parse_specs};
 use crate::gpio::vhu_gpio::request_name;
-use crate::virtq::{Buf, Chain, complete, pop_all};
+use crate::virtq::{Chain, complete, pop_all};
 
 /// Queue size offered to the front end.
 pub const QUEUE_SIZE: usize = 1024;
@@ -38,8 +39,6 @@ pub const QUEUE_SIZE: usize = 1024;
 pub const NUM_QUEUES: usize = 1;
 /// Epoll id of the wake eventfd (after the queue and the exit event).
 pub const WAKE_EVENT: u16 = NUM_QUEUES as u16 + 1;
-/// Longest data buffer accepted in one message (the largest AT24 is 64 KiB).
-pub const MAX_MESSAGE: u32 = 64 * 1024;
 
 /// Validated configuration of the adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,147 +71,6 @@ impl TryFrom<I2cArgs> for I2cConfig {
             faults: parse_specs(&args.common.faults).map_err(ConfigError::Fault)?,
         })
     }
-}
-
-/// Direction and payload of one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum I2cOp {
-    /// Zero-length write (SMBus quick write / address probe).
-    ZeroWrite,
-    /// Zero-length read.
-    ZeroRead,
-    /// Write the bytes of this guest buffer.
-    Write(Buf),
-    /// Read into this guest buffer.
-    Read(Buf),
-}
-
-impl I2cOp {
-    fn name(self) -> &'static str {
-        match self {
-            I2cOp::ZeroWrite => "zero_write",
-            I2cOp::ZeroRead => "zero_read",
-            I2cOp::Write(_) => "write",
-            I2cOp::Read(_) => "read",
-        }
-    }
-}
-
-/// A request chain, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct I2cRequest {
-    /// 7-bit address.
-    pub addr: u16,
-    /// `VIRTIO_I2C_FLAGS_FAIL_NEXT` was set.
-    pub fail_next: bool,
-    /// What to do.
-    pub op: I2cOp,
-    /// Where the status byte goes.
-    pub status: Buf,
-}
-
-/// Why a chain is not a well-formed request. The chain still goes back to
-/// the guest, with `ERR` written if it has a writable byte.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    /// The descriptors do not form header, optional buffer, status.
-    #[error("bad descriptor layout {0}")]
-    Shape(String),
-    /// The header has the wrong size.
-    #[error("header is {0} bytes, expected 8")]
-    HeaderSize(u32),
-    /// The header could not be read.
-    #[error("header not readable from guest memory")]
-    Memory,
-    /// `M_RD` disagrees with the buffer direction.
-    #[error("flags {flags:#x} disagree with a {dir} buffer")]
-    Direction {
-        /// Flags received.
-        flags: u32,
-        /// Buffer direction.
-        dir: &'static str,
-    },
-    /// The data buffer is larger than [`MAX_MESSAGE`].
-    #[error("data buffer of {0} bytes is too large")]
-    TooLarge(u32),
-    /// Reserved flag bits or padding set.
-    #[error("reserved bits set (flags {flags:#x}, padding {padding:#x})")]
-    Reserved {
-        /// Flags.
-        flags: u32,
-        /// Padding.
-        padding: u16,
-    },
-}
-
-fn describe(chain: &Chain) -> String {
-    let s: Vec<String> = chain
-        .bufs
-        .iter()
-        .map(|b| format!("{}{}", if b.writable { "W" } else { "R" }, b.len))
-        .collect();
-    format!(
-        "[{}{}]",
-        s.join(", "),
-        if chain.truncated { ", ..." } else { "" }
-    )
-}
-
-/// Parses a request chain.
-pub fn parse_request<M: GuestMemory>(chain: &Chain, mem: &M) -> Result<I2cRequest, ChainError> {
-    let shape_err = || ChainError::Shape(describe(chain));
-    if chain.truncated {
-        return Err(shape_err());
-    }
-    let (hdr, data, status) = match chain.bufs.as_slice() {
-        [h, s] => (*h, None, *s),
-        [h, d, s] => (*h, Some(*d), *s),
-        _ => return Err(shape_err()),
-    };
-    if hdr.writable || !status.writable || status.len < 1 {
-        return Err(shape_err());
-    }
-    if hdr.len as usize != size_of::<VirtioI2cOutHdr>() {
-        return Err(ChainError::HeaderSize(hdr.len));
-    }
-    let out: VirtioI2cOutHdr = mem.read_obj(hdr.addr).map_err(|_| ChainError::Memory)?;
-    let flags = out.flags.to_native();
-    let padding = out.padding.to_native();
-    if flags & !(VIRTIO_I2C_FLAGS_FAIL_NEXT | VIRTIO_I2C_FLAGS_M_RD) != 0 {
-        return Err(ChainError::Reserved { flags, padding });
-    }
-    let read = flags & VIRTIO_I2C_FLAGS_M_RD != 0;
-    let op = match data {
-        None if read => I2cOp::ZeroRead,
-        None => I2cOp::ZeroWrite,
-        Some(d) => {
-            if d.len > MAX_MESSAGE {
-                return Err(ChainError::TooLarge(d.len));
-            }
-            match (d.writable, read) {
-                (true, true) => I2cOp::Read(d),
-                (false, false) => I2cOp::Write(d),
-                (true, false) => {
-                    return Err(ChainError::Direction {
-                        flags,
-                        dir: "writable",
-                    });
-                }
-                (false, true) => {
-                    return Err(ChainError::Direction {
-                        flags,
-                        dir: "readable",
-                    });
-                }
-            }
-        }
-    };
-    Ok(I2cRequest {
-        addr: (out.addr.to_native() >> 1) & 0x7f,
-        fail_next: flags & VIRTIO_I2C_FLAGS_FAIL_NEXT != 0,
-        op,
-        status,
-    })
 }
 
 /// Transfer-group state carried between requests.
@@ -327,7 +185,7 @@ impl I2cDevice {
 
     fn process_request<M: GuestMemory>(&self, mem: &M, chain: Chain, queue: &mut Queue) -> bool {
         let mut st = lock(&self.state);
-        let req = match parse_request(&chain, mem) {
+        let req = match I2cRequest::parse(&chain, mem) {
             Ok(req) => req,
             Err(e) => {
                 tracing::warn!("malformed request chain {}: {e}", chain.head);
@@ -372,7 +230,7 @@ impl I2cDevice {
                     if !st.group.touched.contains(&req.addr) {
                         st.group.touched.push(req.addr);
                     }
-                    execute(&mut st.bus, mem, &req, &mut written)
+                    req.execute(&mut st.bus, mem).map(|n| written = n)
                 }
             }
         };
@@ -405,7 +263,7 @@ impl I2cDevice {
             fail_next = req.fail_next,
             status,
             written,
-            layout = %describe(&chain),
+            layout = %chain.layout(),
             "i2c request"
         );
         complete(queue, mem, chain.head, written)
@@ -440,32 +298,6 @@ impl I2cDevice {
             )),
             Ok(reply) => Ok(reply),
             Err(e) => Err(e.to_string()),
-        }
-    }
-}
-
-fn execute<M: GuestMemory>(
-    bus: &mut Bus,
-    mem: &M,
-    req: &I2cRequest,
-    written: &mut u32,
-) -> Result<(), I2cError> {
-    match req.op {
-        I2cOp::ZeroWrite => bus.write(req.addr, &[]),
-        I2cOp::ZeroRead => bus.read(req.addr, &mut []),
-        I2cOp::Write(buf) => {
-            let mut data = vec![0u8; buf.len as usize];
-            mem.read_slice(&mut data, buf.addr)
-                .map_err(|_| I2cError::Nack("write buffer not in guest memory"))?;
-            bus.write(req.addr, &data)
-        }
-        I2cOp::Read(buf) => {
-            let mut data = vec![0u8; buf.len as usize];
-            bus.read(req.addr, &mut data)?;
-            mem.write_slice(&data, buf.addr)
-                .map_err(|_| I2cError::Nack("read buffer not in guest memory"))?;
-            *written += buf.len;
-            Ok(())
         }
     }
 }

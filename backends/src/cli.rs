@@ -12,7 +12,10 @@ use nix::sys::signal::{SigSet, Signal};
 use crate::control;
 use crate::daemon::{self, DaemonError, Shutdown};
 use crate::fault::{FaultParseError, FaultSpec, parse_specs};
-use crate::gpio::{GpioConfig, GpioDevice};
+use crate::gpio::GpioDevice;
+use crate::i2c::bus::{Bus, BusError};
+use crate::i2c::spec::ChipSpec;
+use crate::i2c::vhu_i2c::I2cDevice;
 
 /// Arguments of `dangle-backend`.
 #[derive(Debug, clap::Args)]
@@ -111,6 +114,26 @@ pub enum ConfigError {
     NoChips,
 }
 
+/// Validated configuration of a GPIO controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpioConfig {
+    /// Number of lines (1..=65535).
+    pub lines: u16,
+    /// Line names, possibly fewer than `lines`.
+    pub names: Vec<String>,
+    /// Fault plan at start.
+    pub faults: Vec<FaultSpec>,
+}
+
+/// Validated configuration of an I2C adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct I2cConfig {
+    /// Chips on the bus.
+    pub chips: Vec<ChipSpec>,
+    /// Fault plan at start.
+    pub faults: Vec<FaultSpec>,
+}
+
 impl TryFrom<GpioArgs> for GpioConfig {
     type Error = ConfigError;
 
@@ -136,6 +159,30 @@ impl TryFrom<GpioArgs> for GpioConfig {
     }
 }
 
+impl TryFrom<I2cArgs> for I2cConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: I2cArgs) -> Result<Self, ConfigError> {
+        if args.chips.is_empty() {
+            return Err(ConfigError::NoChips);
+        }
+        let chips = args
+            .chips
+            .iter()
+            .map(|s| {
+                s.parse::<ChipSpec>().map_err(|e| ConfigError::Chip {
+                    spec: s.clone(),
+                    source: Box::new(e),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(I2cConfig {
+            chips,
+            faults: parse_specs(&args.common.faults).map_err(ConfigError::Fault)?,
+        })
+    }
+}
+
 /// Errors of [`run`].
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -147,7 +194,7 @@ pub enum RunError {
     Daemon(#[from] DaemonError),
     /// The chips could not be put on the bus.
     #[error("cannot set up the i2c bus")]
-    Bus(#[source] crate::i2c::bus::BusError),
+    Bus(#[source] BusError),
     /// Signal handling or thread setup failed.
     #[error("cannot set up the process")]
     Setup(#[source] std::io::Error),
@@ -232,15 +279,16 @@ pub fn run(args: BackendArgs) -> Result<(), Box<dyn Error + Send + Sync>> {
             let common = args.common.clone();
             let config = GpioConfig::try_from(args).map_err(RunError::from)?;
             install_signal_thread(shutdown.clone())?;
-            let device = GpioDevice::new(&config);
+            let device = GpioDevice::new(config.lines, &config.names, config.faults);
             let target: Arc<dyn control::ControlTarget> = Arc::new(device.clone());
             serve_device(device, target, &common, &shutdown)?;
         }
         DeviceArgs::I2c(args) => {
             let common = args.common.clone();
-            let config = crate::i2c::vhu_i2c::I2cConfig::try_from(args).map_err(RunError::from)?;
+            let config = I2cConfig::try_from(args).map_err(RunError::from)?;
             install_signal_thread(shutdown.clone())?;
-            let device = crate::i2c::vhu_i2c::I2cDevice::new(config).map_err(RunError::Bus)?;
+            let bus = Bus::from_specs(&config.chips).map_err(RunError::Bus)?;
+            let device = I2cDevice::with_bus(bus, config.faults);
             let target: Arc<dyn control::ControlTarget> = Arc::new(device.clone());
             serve_device(device, target, &common, &shutdown)?;
         }
@@ -291,6 +339,44 @@ mod tests {
     fn gpio_args_names_split_on_commas() {
         let c = gpio(&["--lines", "3", "--names", "a,b"]).unwrap();
         assert_eq!(c.names, ["a", "b"]);
+    }
+
+    fn i2c(argv: &[&str]) -> Result<I2cConfig, ConfigError> {
+        let mut full = vec!["dangle-backend", "i2c", "--socket", "s"];
+        full.extend_from_slice(argv);
+        match Top::parse_from(full).args.device {
+            DeviceArgs::I2c(a) => I2cConfig::try_from(a),
+            DeviceArgs::Gpio(_) => unreachable!("parsed i2c"),
+        }
+    }
+
+    #[test]
+    fn i2c_args_chips_and_faults_parse() {
+        let c = i2c(&[
+            "--chip",
+            "at24:0x50:24c02",
+            "--chip",
+            "pca9555:0x20",
+            "--fault",
+            "err:addr=0x50",
+        ])
+        .unwrap();
+        let chips: Vec<String> = c.chips.iter().map(ToString::to_string).collect();
+        assert_eq!(chips, ["at24:0x50:24c02", "pca9555:0x20"]);
+        assert_eq!(c.faults.len(), 1);
+    }
+
+    #[test]
+    fn i2c_args_bad_values_rejected() {
+        assert!(matches!(i2c(&[]), Err(ConfigError::NoChips)));
+        let err = i2c(&["--chip", "foo:0x20"]).unwrap_err();
+        assert!(matches!(err, ConfigError::Chip { ref spec, .. } if spec == "foo:0x20"));
+        let source = Error::source(&err).unwrap().to_string();
+        assert!(source.contains("unknown chip `foo`"), "{source}");
+        assert!(matches!(
+            i2c(&["--chip", "pca9555:0x20", "--fault", "boom"]),
+            Err(ConfigError::Fault(_))
+        ));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::D;
 use dangle_backends::control::{self, Client, ClientError, ControlTarget};
 use dangle_backends::daemon::{self, Device, Shutdown};
-use dangle_backends::gpio::{GpioConfig, GpioDevice};
+use dangle_backends::gpio::GpioDevice;
 use dangle_backends::i2c::bus::Bus;
 use dangle_backends::i2c::vhu_i2c::I2cDevice;
 use dangle_backends::i2c::virtio_i2c::*;
@@ -72,11 +72,7 @@ where
 }
 
 fn gpio() -> Served {
-    let dev = GpioDevice::new(&GpioConfig {
-        lines: 32,
-        names: vec!["a".into(), "bb".into()],
-        faults: vec![],
-    });
+    let dev = GpioDevice::new(32, &["a".into(), "bb".into()], vec![]);
     serve(dev.clone(), Arc::new(dev))
 }
 

@@ -7,4 +7,4 @@ pub mod request;
 pub mod vhu_gpio;
 pub mod virtio_gpio;
 
-pub use vhu_gpio::{GpioConfig, GpioDevice};
+pub use vhu_gpio::GpioDevice;

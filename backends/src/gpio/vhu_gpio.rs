@@ -38,17 +38,6 @@ pub const NUM_QUEUES: usize = 2;
 /// Epoll id of the wake eventfd (after the queues and the exit event).
 pub const WAKE_EVENT: u16 = NUM_QUEUES as u16 + 1;
 
-/// Validated configuration of the controller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GpioConfig {
-    /// Number of lines (1..=65535).
-    pub lines: u16,
-    /// Line names, possibly fewer than `lines`.
-    pub names: Vec<String>,
-    /// Fault plan at start.
-    pub faults: Vec<FaultSpec>,
-}
-
 /// An event buffer waiting on a line: where to write the status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventToken {
@@ -90,11 +79,12 @@ pub struct Kicks {
 }
 
 impl GpioDevice {
-    /// A controller; starts the storms of the initial fault plan.
-    pub fn new(config: &GpioConfig) -> Arc<Self> {
+    /// A controller of `lines` lines (`names` may name fewer) under the
+    /// fault plan `faults`; starts the plan's storms.
+    pub fn new(lines: u16, names: &[String], faults: Vec<FaultSpec>) -> Arc<Self> {
         let dev = Arc::new(GpioDevice {
             state: Mutex::new(GpioState {
-                lines: GpioLines::new(config.lines, &config.names),
+                lines: GpioLines::new(lines, names),
                 plan: FaultPlan::default(),
                 specs: Vec::new(),
                 counters: Counters::default(),
@@ -104,7 +94,7 @@ impl GpioDevice {
             wake: Mutex::new(None),
             storm_generation: Arc::new(AtomicU64::new(0)),
         });
-        dev.set_faults(config.faults.clone());
+        dev.set_faults(faults);
         dev
     }
 
@@ -473,16 +463,9 @@ impl ControlTarget for Arc<GpioDevice> {
                     Err(e) => Response::error(e.to_string()),
                 }
             }
-            other => Response::error(format!("{} is not a gpio request", request_name(&other))),
+            other => Response::error(format!("{} is not a gpio request", other.name())),
         }
     }
-}
-
-pub(crate) fn request_name(req: &Request) -> String {
-    serde_json::to_value(req)
-        .ok()
-        .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "request".into())
 }
 
 /// The `VhostUserBackend` of one front-end connection.

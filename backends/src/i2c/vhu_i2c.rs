@@ -21,16 +21,13 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{EventConsumer, EventNotifier};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use super::bus::{Bus, BusError};
+use super::bus::Bus;
 use super::client::{ChipCommand, ChipReply, I2cError};
 use super::request::I2cRequest;
-use super::spec::ChipSpec;
 use super::virtio_i2c::*;
-use crate::cli::{ConfigError, I2cArgs};
 use crate::control::{ControlTarget, Pins, Request, Response, from_hex, to_hex};
 use crate::counters::Counters;
 use crate::fault::{FaultPlan, FaultSpec, Outcome, RequestInfo, parse_specs};
-use crate::gpio::vhu_gpio::request_name;
 use crate::virtq::{Chain, complete, pop_all};
 
 /// Queue size offered to the front end.
@@ -39,39 +36,6 @@ pub const QUEUE_SIZE: usize = 1024;
 pub const NUM_QUEUES: usize = 1;
 /// Epoll id of the wake eventfd (after the queue and the exit event).
 pub const WAKE_EVENT: u16 = NUM_QUEUES as u16 + 1;
-
-/// Validated configuration of the adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct I2cConfig {
-    /// Chips on the bus.
-    pub chips: Vec<ChipSpec>,
-    /// Fault plan at start.
-    pub faults: Vec<FaultSpec>,
-}
-
-impl TryFrom<I2cArgs> for I2cConfig {
-    type Error = ConfigError;
-
-    fn try_from(args: I2cArgs) -> Result<Self, ConfigError> {
-        if args.chips.is_empty() {
-            return Err(ConfigError::NoChips);
-        }
-        let chips = args
-            .chips
-            .iter()
-            .map(|s| {
-                s.parse::<ChipSpec>().map_err(|e| ConfigError::Chip {
-                    spec: s.clone(),
-                    source: Box::new(e),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(I2cConfig {
-            chips,
-            faults: parse_specs(&args.common.faults).map_err(ConfigError::Fault)?,
-        })
-    }
-}
 
 /// Transfer-group state carried between requests.
 #[derive(Debug, Default)]
@@ -130,14 +94,6 @@ impl I2cDevice {
             }),
             wake: Mutex::new(None),
         })
-    }
-
-    /// Builds the chips of `config` (opening backing files).
-    pub fn new(config: I2cConfig) -> Result<Arc<Self>, BusError> {
-        Ok(Self::with_bus(
-            Bus::from_specs(&config.chips)?,
-            config.faults,
-        ))
     }
 
     fn wake(&self) {
@@ -382,7 +338,7 @@ impl ControlTarget for Arc<I2cDevice> {
                     .map(|_| Response::ok()),
                 Err(e) => Err(format!("hex: {e}")),
             },
-            other => Err(format!("{} is not an i2c request", request_name(&other))),
+            other => Err(format!("{} is not an i2c request", other.name())),
         };
         result.unwrap_or_else(Response::error)
     }

@@ -11,6 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::control;
 use crate::daemon::{self, DaemonError, Shutdown};
+use crate::device::{Device, Model};
 use crate::fault::{FaultParseError, FaultSpec, parse_specs};
 use crate::gpio::GpioDevice;
 use crate::i2c::bus::{Bus, BusError};
@@ -222,17 +223,11 @@ fn install_signal_thread(shutdown: Arc<Shutdown>) -> Result<(), RunError> {
 
 /// Serves `device` until SIGTERM: binds the sockets, starts the control
 /// server, runs the serve loop, removes the sockets.
-pub fn serve_device<D>(
-    device: D,
-    target: Arc<dyn control::ControlTarget>,
+pub fn serve_device<M: Model>(
+    device: Arc<Device<M>>,
     common: &CommonArgs,
     shutdown: &Shutdown,
-) -> Result<(), RunError>
-where
-    D: daemon::Device,
-    Arc<D::Conn>: vhost_user_backend::VhostUserBackend<Bitmap = (), Vring = vhost_user_backend::VringRwLock>
-        + Clone,
-{
+) -> Result<(), RunError> {
     if common.control.as_ref() == Some(&common.socket) {
         return Err(ConfigError::SamePath(common.socket.clone()).into());
     }
@@ -248,11 +243,11 @@ where
         None => None,
     };
     if let Some(l) = control_listener {
-        control::spawn_server(l, target).map_err(RunError::Setup)?;
+        control::spawn_server(l, device.clone()).map_err(RunError::Setup)?;
     }
     tracing::info!(
         "{}: listening on {}{}",
-        device.kind(),
+        M::KIND,
         common.socket.display(),
         common
             .control
@@ -280,8 +275,7 @@ pub fn run(args: BackendArgs) -> Result<(), Box<dyn Error + Send + Sync>> {
             let config = GpioConfig::try_from(args).map_err(RunError::from)?;
             install_signal_thread(shutdown.clone())?;
             let device = GpioDevice::new(config.lines, &config.names, config.faults);
-            let target: Arc<dyn control::ControlTarget> = Arc::new(device.clone());
-            serve_device(device, target, &common, &shutdown)?;
+            serve_device(device, &common, &shutdown)?;
         }
         DeviceArgs::I2c(args) => {
             let common = args.common.clone();
@@ -289,8 +283,7 @@ pub fn run(args: BackendArgs) -> Result<(), Box<dyn Error + Send + Sync>> {
             install_signal_thread(shutdown.clone())?;
             let bus = Bus::from_specs(&config.chips).map_err(RunError::Bus)?;
             let device = I2cDevice::with_bus(bus, config.faults);
-            let target: Arc<dyn control::ControlTarget> = Arc::new(device.clone());
-            serve_device(device, target, &common, &shutdown)?;
+            serve_device(device, &common, &shutdown)?;
         }
     }
     Ok(())

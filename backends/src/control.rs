@@ -149,12 +149,30 @@ impl Response {
             ..Default::default()
         }
     }
+
+    /// A failure whose message is `err` and its causes, `: `-separated.
+    pub fn failure(err: &dyn std::error::Error) -> Self {
+        let mut msg = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            msg.push_str(": ");
+            msg.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::error(msg)
+    }
 }
 
 /// A device that answers control requests.
 pub trait ControlTarget: Send + Sync {
     /// Carries out one request. Must not panic on any input.
     fn control(&self, req: Request) -> Response;
+}
+
+impl<T: ControlTarget + ?Sized> ControlTarget for Arc<T> {
+    fn control(&self, req: Request) -> Response {
+        (**self).control(req)
+    }
 }
 
 /// Encodes bytes as lowercase hex.

@@ -33,7 +33,28 @@ pub struct Chain {
     pub truncated: bool,
 }
 
+impl Buf {
+    /// A descriptor of `len` bytes at guest address `addr`.
+    pub fn new(addr: u64, len: u32, writable: bool) -> Buf {
+        Buf {
+            addr: GuestAddress(addr),
+            len,
+            writable,
+        }
+    }
+}
+
 impl Chain {
+    /// A chain of `bufs` whose head descriptor is `head` (for parsers fed
+    /// without a ring).
+    pub fn new(head: u16, bufs: Vec<Buf>) -> Chain {
+        Chain {
+            head,
+            bufs,
+            truncated: false,
+        }
+    }
+
     /// Collects the descriptors of `chain`.
     pub fn collect<M>(chain: DescriptorChain<M>) -> Chain
     where
@@ -84,6 +105,19 @@ impl Chain {
         bytes[0] = status;
         match mem.write_slice(&bytes, first.addr) {
             Ok(()) => len,
+            Err(_) => 0,
+        }
+    }
+
+    /// Writes `status` into the first byte of the first writable
+    /// descriptor, and nothing else. Returns the bytes written (0 when the
+    /// chain has nowhere to write).
+    pub fn write_first_status<M: GuestMemory>(&self, mem: &M, status: u8) -> u32 {
+        let Some(first) = self.bufs.iter().find(|b| b.writable && b.len > 0) else {
+            return 0;
+        };
+        match mem.write_obj(status, first.addr) {
+            Ok(()) => 1,
             Err(_) => 0,
         }
     }

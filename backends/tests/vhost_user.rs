@@ -16,8 +16,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::D;
-use dangle_backends::control::{self, Client, ClientError, ControlTarget};
-use dangle_backends::daemon::{self, Device, Shutdown};
+use dangle_backends::control::{self, Client, ClientError};
+use dangle_backends::daemon::{self, Shutdown};
+use dangle_backends::device::{Device, Model};
 use dangle_backends::gpio::GpioDevice;
 use dangle_backends::i2c::bus::Bus;
 use dangle_backends::i2c::vhu_i2c::I2cDevice;
@@ -48,17 +49,12 @@ impl Drop for Served {
     }
 }
 
-fn serve<D>(device: D, target: Arc<dyn ControlTarget>) -> Served
-where
-    D: Device,
-    Arc<D::Conn>: vhost_user_backend::VhostUserBackend<Bitmap = (), Vring = vhost_user_backend::VringRwLock>
-        + Clone,
-{
+fn serve<M: Model>(device: Arc<Device<M>>) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("dev.sock");
     let ctl = dir.path().join("dev.ctl");
     let listener = daemon::bind_socket(&sock).unwrap();
-    control::spawn_server(UnixListener::bind(&ctl).unwrap(), target).unwrap();
+    control::spawn_server(UnixListener::bind(&ctl).unwrap(), device.clone()).unwrap();
     let shutdown = Shutdown::new().unwrap();
     let sd = shutdown.clone();
     let thread = thread::spawn(move || daemon::serve(&device, &listener, &sd).unwrap());
@@ -73,7 +69,7 @@ where
 
 fn gpio() -> Served {
     let dev = GpioDevice::new(32, &["a".into(), "bb".into()], vec![]);
-    serve(dev.clone(), Arc::new(dev))
+    serve(dev)
 }
 
 fn i2c() -> Served {
@@ -83,7 +79,7 @@ fn i2c() -> Served {
     ])
     .unwrap();
     let dev = I2cDevice::with_bus(bus, vec![]);
-    serve(dev.clone(), Arc::new(dev))
+    serve(dev)
 }
 
 fn negotiate(path: &Path, queues: u64) -> (Frontend, u64) {

@@ -222,20 +222,10 @@ mod tests {
         GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap()
     }
 
-    fn buf(addr: u64, len: u32, writable: bool) -> Buf {
-        Buf {
-            addr: GuestAddress(addr),
-            len,
-            writable,
-        }
-    }
+    use Buf as B;
 
     fn chain(bufs: &[Buf]) -> Chain {
-        Chain {
-            head: 3,
-            bufs: bufs.to_vec(),
-            truncated: false,
-        }
+        Chain::new(3, bufs.to_vec())
     }
 
     /// A memory holding one request at [`REQ`].
@@ -255,9 +245,9 @@ mod tests {
     #[test]
     fn gpio_request_well_formed_parses_to_typed_request() {
         let mem = with_request(VIRTIO_GPIO_MSG_SET_VALUE, 7, 1);
-        let resp = buf(RESP, 2, true);
+        let resp = B::new(RESP, 2, true);
         assert_eq!(
-            parse(&mem, &[buf(REQ, 8, false), resp]),
+            parse(&mem, &[B::new(REQ, 8, false), resp]),
             Ok(GpioRequest {
                 kind: GpioRequestKind::SetValue,
                 gpio: 7,
@@ -270,8 +260,8 @@ mod tests {
     #[test]
     fn gpio_request_bad_shapes_are_shape_errors() {
         let mem = with_request(VIRTIO_GPIO_MSG_GET_VALUE, 0, 0);
-        let r = buf(REQ, 8, false);
-        let w = buf(RESP, 2, true);
+        let r = B::new(REQ, 8, false);
+        let w = B::new(RESP, 2, true);
         for bufs in [
             vec![],
             vec![r],
@@ -299,7 +289,7 @@ mod tests {
         let mem = with_request(VIRTIO_GPIO_MSG_GET_VALUE, 0, 0);
         for len in [0, 7, 9] {
             assert_eq!(
-                parse(&mem, &[buf(REQ, len, false), buf(RESP, 2, true)]),
+                parse(&mem, &[B::new(REQ, len, false), B::new(RESP, 2, true)]),
                 Err(ChainError::RequestSize { got: len, want: 8 })
             );
         }
@@ -309,23 +299,23 @@ mod tests {
     fn gpio_request_short_response_is_rejected() {
         let mem = with_request(VIRTIO_GPIO_MSG_GET_VALUE, 0, 0);
         assert_eq!(
-            parse(&mem, &[buf(REQ, 8, false), buf(RESP, 1, true)]),
+            parse(&mem, &[B::new(REQ, 8, false), B::new(RESP, 1, true)]),
             Err(ChainError::ResponseSize { got: 1, need: 2 })
         );
         // GET_LINE_NAMES needs the status plus the whole names block.
         let mem = with_request(VIRTIO_GPIO_MSG_GET_LINE_NAMES, 0, 0);
         assert_eq!(
-            parse(&mem, &[buf(REQ, 8, false), buf(RESP, 5, true)]),
+            parse(&mem, &[B::new(REQ, 8, false), B::new(RESP, 5, true)]),
             Err(ChainError::ResponseSize { got: 5, need: 6 })
         );
-        assert!(parse(&mem, &[buf(REQ, 8, false), buf(RESP, 6, true)]).is_ok());
+        assert!(parse(&mem, &[B::new(REQ, 8, false), B::new(RESP, 6, true)]).is_ok());
     }
 
     #[test]
     fn gpio_request_outside_memory_is_memory_error() {
         let mem = memory();
         assert_eq!(
-            parse(&mem, &[buf(0x10_0000, 8, false), buf(RESP, 2, true)]),
+            parse(&mem, &[B::new(0x10_0000, 8, false), B::new(RESP, 2, true)]),
             Err(ChainError::Memory)
         );
     }
@@ -335,7 +325,7 @@ mod tests {
         for t in [0, 7, 0xffff] {
             let mem = with_request(t, 0, 0);
             assert_eq!(
-                parse(&mem, &[buf(REQ, 8, false), buf(RESP, 2, true)]),
+                parse(&mem, &[B::new(REQ, 8, false), B::new(RESP, 2, true)]),
                 Err(ChainError::UnknownType(t))
             );
         }
@@ -348,24 +338,20 @@ mod tests {
             kind,
             gpio,
             value,
-            resp: buf(RESP, 2, true),
+            resp: B::new(RESP, 2, true),
         };
-        assert_eq!(
-            req(GpioRequestKind::SetDirection, 1, 1).execute(&mut lines),
-            Ok(0)
-        );
-        assert_eq!(
-            req(GpioRequestKind::SetValue, 1, 1).execute(&mut lines),
-            Ok(0)
-        );
-        assert_eq!(
-            req(GpioRequestKind::GetValue, 1, 0).execute(&mut lines),
-            Ok(1)
-        );
-        assert_eq!(
-            req(GpioRequestKind::GetLineNames, 0, 0).execute(&mut lines),
-            Ok(0)
-        );
+        for (kind, gpio, value, want) in [
+            (GpioRequestKind::SetDirection, 1, 1, 0),
+            (GpioRequestKind::SetValue, 1, 1, 0),
+            (GpioRequestKind::GetValue, 1, 0, 1),
+            (GpioRequestKind::GetLineNames, 0, 0, 0),
+        ] {
+            assert_eq!(
+                req(kind, gpio, value).execute(&mut lines),
+                Ok(want),
+                "{kind:?}"
+            );
+        }
         assert!(matches!(
             req(GpioRequestKind::GetLineNames, 0, 1).execute(&mut lines),
             Err(GpioError::BadValue { .. })
@@ -381,7 +367,10 @@ mod tests {
         let mem = memory();
         mem.write_slice(&9u16.to_le_bytes(), GuestAddress(REQ))
             .unwrap();
-        let ev = EventRequest::parse(&chain(&[buf(REQ, 2, false), buf(RESP, 1, true)]), &mem);
+        let ev = EventRequest::parse(
+            &chain(&[B::new(REQ, 2, false), B::new(RESP, 1, true)]),
+            &mem,
+        );
         assert_eq!(
             ev,
             Ok(EventRequest {
@@ -396,19 +385,19 @@ mod tests {
         let mem = memory();
         let parse = |bufs: &[Buf]| EventRequest::parse(&chain(bufs), &mem);
         assert!(matches!(
-            parse(&[buf(RESP, 1, true)]),
+            parse(&[B::new(RESP, 1, true)]),
             Err(ChainError::Shape(_))
         ));
         assert_eq!(
-            parse(&[buf(REQ, 1, false), buf(RESP, 1, true)]),
+            parse(&[B::new(REQ, 1, false), B::new(RESP, 1, true)]),
             Err(ChainError::RequestSize { got: 1, want: 2 })
         );
         assert_eq!(
-            parse(&[buf(REQ, 2, false), buf(RESP, 0, true)]),
+            parse(&[B::new(REQ, 2, false), B::new(RESP, 0, true)]),
             Err(ChainError::ResponseSize { got: 0, need: 1 })
         );
         assert_eq!(
-            parse(&[buf(0x10_0000, 2, false), buf(RESP, 1, true)]),
+            parse(&[B::new(0x10_0000, 2, false), B::new(RESP, 1, true)]),
             Err(ChainError::Memory)
         );
     }

@@ -185,20 +185,10 @@ mod tests {
     const DATA: u64 = 0x200;
     const STATUS: u64 = 0x300;
 
-    fn buf(addr: u64, len: u32, writable: bool) -> Buf {
-        Buf {
-            addr: GuestAddress(addr),
-            len,
-            writable,
-        }
-    }
+    use Buf as B;
 
     fn chain(bufs: &[Buf]) -> Chain {
-        Chain {
-            head: 0,
-            bufs: bufs.to_vec(),
-            truncated: false,
-        }
+        Chain::new(0, bufs.to_vec())
     }
 
     /// A memory with a header to `addr` with `flags` and `padding` at [`HDR`].
@@ -228,7 +218,7 @@ mod tests {
 
     #[test]
     fn i2c_request_well_formed_chains_parse_to_typed_requests() {
-        let read = buf(DATA, 4, true);
+        let read = B::new(DATA, 4, true);
         let mem = with_header(0x50, 0, VIRTIO_I2C_FLAGS_M_RD | VIRTIO_I2C_FLAGS_FAIL_NEXT);
         assert_eq!(
             parse(&mem, &[H, read, S]),
@@ -240,7 +230,7 @@ mod tests {
             })
         );
         assert_eq!(parse(&mem, &[H, S]).unwrap().op, I2cOp::ZeroRead);
-        let write = buf(DATA, 2, false);
+        let write = B::new(DATA, 2, false);
         let mem = with_header(0x20, 0, 0);
         let req = parse(&mem, &[H, write, S]).unwrap();
         assert_eq!(
@@ -253,9 +243,9 @@ mod tests {
     #[test]
     fn i2c_request_bad_layouts_are_shape_errors() {
         let mem = with_header(0x50, 0, 0);
-        let d = buf(DATA, 2, false);
-        let empty_status = buf(STATUS, 0, true);
-        let writable_hdr = buf(HDR, 8, true);
+        let d = B::new(DATA, 2, false);
+        let empty_status = B::new(STATUS, 0, true);
+        let writable_hdr = B::new(HDR, 8, true);
         for bufs in [
             vec![],
             vec![H],
@@ -281,11 +271,11 @@ mod tests {
     fn i2c_request_wrong_header_size_is_rejected() {
         let mem = with_header(0x50, 0, 0);
         assert_eq!(
-            parse(&mem, &[buf(HDR, 7, false), S]),
+            parse(&mem, &[B::new(HDR, 7, false), S]),
             Err(ChainError::HeaderSize(7))
         );
         assert_eq!(
-            parse(&mem, &[buf(HDR, 16, false), S]),
+            parse(&mem, &[B::new(HDR, 16, false), S]),
             Err(ChainError::HeaderSize(16))
         );
     }
@@ -294,7 +284,7 @@ mod tests {
     fn i2c_request_header_outside_memory_is_memory_error() {
         let mem = with_header(0x50, 0, 0);
         assert_eq!(
-            parse(&mem, &[buf(0x10_0000, 8, false), S]),
+            parse(&mem, &[B::new(0x10_0000, 8, false), S]),
             Err(ChainError::Memory)
         );
     }
@@ -315,7 +305,7 @@ mod tests {
     fn i2c_request_direction_mismatch_is_rejected() {
         let mem = with_header(0x50, 0, VIRTIO_I2C_FLAGS_M_RD);
         assert_eq!(
-            parse(&mem, &[H, buf(DATA, 2, false), S]),
+            parse(&mem, &[H, B::new(DATA, 2, false), S]),
             Err(ChainError::Direction {
                 flags: VIRTIO_I2C_FLAGS_M_RD,
                 dir: "readable"
@@ -323,7 +313,7 @@ mod tests {
         );
         let mem = with_header(0x50, 0, 0);
         assert_eq!(
-            parse(&mem, &[H, buf(DATA, 2, true), S]),
+            parse(&mem, &[H, B::new(DATA, 2, true), S]),
             Err(ChainError::Direction {
                 flags: 0,
                 dir: "writable"
@@ -335,7 +325,7 @@ mod tests {
     fn i2c_request_oversized_buffer_is_rejected() {
         let mem = with_header(0x50, 0, 0);
         assert_eq!(
-            parse(&mem, &[H, buf(DATA, MAX_MESSAGE + 1, false), S]),
+            parse(&mem, &[H, B::new(DATA, MAX_MESSAGE + 1, false), S]),
             Err(ChainError::TooLarge(MAX_MESSAGE + 1))
         );
     }
@@ -346,14 +336,14 @@ mod tests {
         let mem = with_header(0x50, 0, 0);
         mem.write_slice(&[0x10, 0xab, 0xcd], GuestAddress(DATA))
             .unwrap();
-        let write = parse(&mem, &[H, buf(DATA, 3, false), S]).unwrap();
+        let write = parse(&mem, &[H, B::new(DATA, 3, false), S]).unwrap();
         assert_eq!(write.execute(&mut bus, &mem), Ok(0));
         bus.stop(0x50);
         mem.write_slice(&[0x10], GuestAddress(DATA)).unwrap();
-        let set = parse(&mem, &[H, buf(DATA, 1, false), S]).unwrap();
+        let set = parse(&mem, &[H, B::new(DATA, 1, false), S]).unwrap();
         assert_eq!(set.execute(&mut bus, &mem), Ok(0));
         let mem_rd = with_header(0x50, 0, VIRTIO_I2C_FLAGS_M_RD);
-        let read = parse(&mem_rd, &[H, buf(DATA, 2, true), S]).unwrap();
+        let read = parse(&mem_rd, &[H, B::new(DATA, 2, true), S]).unwrap();
         assert_eq!(read.execute(&mut bus, &mem_rd), Ok(2));
         let mut got = [0u8; 2];
         mem_rd.read_slice(&mut got, GuestAddress(DATA)).unwrap();

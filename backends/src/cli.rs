@@ -15,7 +15,7 @@ use crate::device::{Device, Model};
 use crate::fault::{FaultParseError, FaultSpec, parse_specs};
 use crate::gpio::GpioDevice;
 use crate::i2c::bus::{Bus, BusError};
-use crate::i2c::spec::ChipSpec;
+use crate::i2c::spec::{ChipSpec, SpecError};
 use crate::i2c::vhu_i2c::I2cDevice;
 
 /// Arguments of `dangle-backend`.
@@ -105,7 +105,7 @@ pub enum ConfigError {
         spec: String,
         /// Cause.
         #[source]
-        source: Box<dyn Error + Send + Sync>,
+        source: SpecError,
     },
     /// `--control` names the vhost-user socket.
     #[error("--control {0}: same path as --socket")]
@@ -171,9 +171,9 @@ impl TryFrom<I2cArgs> for I2cConfig {
             .chips
             .iter()
             .map(|s| {
-                s.parse::<ChipSpec>().map_err(|e| ConfigError::Chip {
+                s.parse::<ChipSpec>().map_err(|source| ConfigError::Chip {
                     spec: s.clone(),
-                    source: Box::new(e),
+                    source,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -811,3 +811,295 @@ fn log_mem_table<M: vm_memory::GuestMemoryBackend>(device: &str, mem: &M) {
         mem.iter().map(|r| r.len()).sum::<u64>()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+    use virtio_queue::desc::{RawDescriptor, split::Descriptor};
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::GuestMemoryMmap;
+
+    use super::*;
+
+    /// Where request bytes live; the status byte of chain `n` is at
+    /// `STATUS + n`.
+    const REQ: u64 = 0x1_0000;
+    const STATUS: u64 = 0x2_0000;
+
+    /// A device whose request is one readable byte: 0 succeeds, 1 fails,
+    /// 2 makes the buffer waiting on queue 1 ready. Requests after a
+    /// failed one fail regardless while `sticky` is set.
+    #[derive(Debug, Default)]
+    struct MockModel {
+        waiting: Option<(u16, GuestAddress)>,
+        ready: bool,
+        sticky: bool,
+        failed: bool,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    struct MockRequest(u8, GuestAddress);
+
+    impl fmt::Display for MockRequest {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "mock {}", self.0)
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("not one readable then one writable byte")]
+    struct MockParseError;
+
+    impl Model for MockModel {
+        const KIND: &'static str = "mock";
+        const NUM_QUEUES: usize = 2;
+        const FEATURES: u64 = 0;
+        const PROTOCOL_FEATURES: VhostUserProtocolFeatures = VhostUserProtocolFeatures::MQ;
+        const STATUS_AT: StatusAt = StatusAt::End;
+        const STATUS_ERR: u8 = 0xe;
+
+        type Request = MockRequest;
+        type ParseError = MockParseError;
+
+        fn parse<Mem: GuestMemory>(
+            &self,
+            chain: &Chain,
+            mem: &Mem,
+        ) -> Result<MockRequest, MockParseError> {
+            match chain.bufs.as_slice() {
+                [r, w] if !r.writable && w.writable && r.len == 1 => {
+                    let byte = mem.read_obj(r.addr).map_err(|_| MockParseError)?;
+                    Ok(MockRequest(byte, w.addr))
+                }
+                _ => Err(MockParseError),
+            }
+        }
+
+        fn describe(req: &MockRequest) -> (&'static str, RequestInfo) {
+            ("mock", RequestInfo::line(u16::from(req.0)))
+        }
+
+        fn run<Mem: GuestMemory>(&mut self, req: &MockRequest, inject: bool, _: &Mem) -> Reply {
+            let ok = !inject && !self.failed && req.0 != 1;
+            self.failed = self.sticky && !ok;
+            self.ready |= req.0 == 2;
+            Reply {
+                ok,
+                written: 0,
+                at: req.1,
+                response: vec![if ok { 0 } else { Self::STATUS_ERR }],
+            }
+        }
+
+        fn fails_regardless(&self, _req: &MockRequest) -> bool {
+            self.failed
+        }
+
+        fn take_events(&mut self) -> Vec<Event> {
+            match self.waiting.take_if(|_| self.ready) {
+                Some((head, at)) => vec![Event {
+                    queue: 1,
+                    head,
+                    at,
+                    status: 7,
+                    irq: true,
+                }],
+                None => Vec::new(),
+            }
+        }
+
+        fn take_chain<Mem: GuestMemory>(
+            &mut self,
+            _: usize,
+            chain: &Chain,
+            _: &Mem,
+        ) -> Taken<MockParseError> {
+            match chain.bufs.as_slice() {
+                [w] if w.writable => {
+                    self.waiting = Some((chain.head, w.addr));
+                    Taken::Kept
+                }
+                _ => Taken::Malformed(MockParseError, 9),
+            }
+        }
+
+        fn reset(&mut self) {}
+
+        fn disconnected(&mut self) {}
+
+        type ControlError = MockParseError;
+
+        fn control(_: &Device<Self>, _: Request) -> Option<Result<Response, MockParseError>> {
+            None
+        }
+    }
+
+    /// Two queues on one memory; chains are added as (readable byte or
+    /// none, writable) pairs.
+    struct Rings<'a> {
+        mem: &'a GuestMemoryMmap,
+        reqs: MockSplitQueue<'a, GuestMemoryMmap>,
+        events: MockSplitQueue<'a, GuestMemoryMmap>,
+        queues: [Queue; 2],
+    }
+
+    impl<'a> Rings<'a> {
+        /// Request chain `n` carries `bytes` (one descriptor each, all
+        /// readable) then a writable status byte.
+        fn new(mem: &'a GuestMemoryMmap, requests: &[&[u8]], event: bool) -> Self {
+            let reqs = MockSplitQueue::create(mem, GuestAddress(0), 16);
+            let events = MockSplitQueue::create(mem, GuestAddress(0x8000), 16);
+            let mut raw = Vec::new();
+            for (n, bytes) in requests.iter().enumerate() {
+                let n = n as u64;
+                for (i, b) in bytes.iter().enumerate() {
+                    let addr = REQ + 16 * n + i as u64;
+                    mem.write_obj(*b, GuestAddress(addr)).unwrap();
+                    let next = raw.len() as u16 + 1;
+                    raw.push(RawDescriptor::from(Descriptor::new(
+                        addr,
+                        1,
+                        VRING_DESC_F_NEXT as u16,
+                        next,
+                    )));
+                }
+                let flags = VRING_DESC_F_WRITE as u16;
+                raw.push(RawDescriptor::from(Descriptor::new(
+                    STATUS + n,
+                    1,
+                    flags,
+                    0,
+                )));
+            }
+            reqs.add_desc_chains(&raw, 0).unwrap();
+            if event {
+                let flags = VRING_DESC_F_WRITE as u16;
+                let ev = [RawDescriptor::from(Descriptor::new(
+                    STATUS + 15,
+                    1,
+                    flags,
+                    0,
+                ))];
+                events.add_desc_chains(&ev, 0).unwrap();
+            }
+            let queues = [reqs.create_queue().unwrap(), events.create_queue().unwrap()];
+            Rings {
+                mem,
+                reqs,
+                events,
+                queues,
+            }
+        }
+
+        fn process(&mut self, dev: &Device<MockModel>) -> Kicks {
+            let [q0, q1] = &mut self.queues;
+            dev.process_queues(self.mem, &mut [q0, q1])
+        }
+
+        fn used(&self, events: bool) -> u16 {
+            let q = if events { &self.events } else { &self.reqs };
+            q.used().idx().load()
+        }
+
+        fn status(&self, n: u64) -> u8 {
+            self.mem.read_obj(GuestAddress(STATUS + n)).unwrap()
+        }
+    }
+
+    fn memory() -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x4_0000)]).unwrap()
+    }
+
+    fn device(model: MockModel, faults: &[&str]) -> Arc<Device<MockModel>> {
+        let faults = faults.iter().map(|f| f.parse().unwrap()).collect();
+        Device::with_model(model, faults)
+    }
+
+    #[test]
+    fn core_malformed_chain_is_returned_with_error_status() {
+        let mem = memory();
+        let dev = device(MockModel::default(), &[]);
+        let mut rings = Rings::new(&mem, &[&[0, 0], &[0]], false);
+        let kicks = rings.process(&dev);
+        assert!(kicks.queue(0) && !kicks.queue(1));
+        assert_eq!(rings.used(false), 2, "both chains are back");
+        assert_eq!(
+            (rings.status(0), rings.status(1)),
+            (MockModel::STATUS_ERR, 0)
+        );
+        let c = dev.counters();
+        assert_eq!((c.malformed, c.errors, c.requests["malformed"]), (1, 1, 1));
+    }
+
+    #[test]
+    fn core_hold_keeps_the_chain_until_release() {
+        let mem = memory();
+        let dev = device(MockModel::default(), &["hold:nth=1"]);
+        let mut rings = Rings::new(&mem, &[&[0], &[0]], false);
+        rings.process(&dev);
+        assert_eq!((rings.used(false), dev.counters().held), (1, 1));
+        assert_eq!(dev.control(Request::ReleaseHeld).released, Some(1));
+        rings.process(&dev);
+        assert_eq!((rings.used(false), dev.counters().held), (2, 0));
+        assert_eq!(rings.status(0), MockModel::STATUS_ERR);
+    }
+
+    #[test]
+    fn core_injected_error_and_model_error_are_counted() {
+        let mem = memory();
+        let dev = device(MockModel::default(), &["err:nth=1"]);
+        let mut rings = Rings::new(&mem, &[&[0], &[1], &[0]], false);
+        rings.process(&dev);
+        let statuses = [rings.status(0), rings.status(1), rings.status(2)];
+        assert_eq!(statuses, [MockModel::STATUS_ERR, MockModel::STATUS_ERR, 0]);
+        let c = dev.counters();
+        assert_eq!(
+            (c.errors, c.requests["mock"], c.faults_fired["err"]),
+            (2, 3, 1)
+        );
+    }
+
+    #[test]
+    fn core_fails_regardless_is_neither_held_nor_aborted() {
+        let mem = memory();
+        let model = MockModel {
+            sticky: true,
+            ..MockModel::default()
+        };
+        // The second request would be held; it fails after the first.
+        let dev = device(model, &["hold:nth=2"]);
+        let mut rings = Rings::new(&mem, &[&[1], &[0]], false);
+        rings.process(&dev);
+        assert_eq!((rings.used(false), dev.counters().held), (2, 0));
+        assert_eq!(rings.status(1), MockModel::STATUS_ERR);
+    }
+
+    #[test]
+    fn core_event_made_ready_by_a_request_goes_back_on_its_queue() {
+        let mem = memory();
+        let dev = device(MockModel::default(), &[]);
+        let mut rings = Rings::new(&mem, &[&[2]], true);
+        let kicks = rings.process(&dev);
+        assert!(kicks.queue(0) && kicks.queue(1));
+        assert_eq!((rings.used(false), rings.used(true)), (1, 1));
+        assert_eq!(rings.status(15), 7);
+        assert_eq!(dev.counters().irqs, 1);
+    }
+
+    #[test]
+    fn core_control_answers_common_requests_and_refuses_others() {
+        let dev = device(MockModel::default(), &[]);
+        assert_eq!(dev.control(Request::Ping).device.as_deref(), Some("mock"));
+        let r = dev.control(Request::SetFaults {
+            faults: vec!["delay:ms=soon".into()],
+        });
+        assert!(!r.ok);
+        let err = r.error.unwrap();
+        assert!(
+            err.contains("bad value \"soon\" for ms: invalid digit"),
+            "{err}"
+        );
+        let r = dev.control(Request::ReadPins { addr: 0x20 });
+        assert_eq!(r.error.as_deref(), Some("read_pins is not a mock request"));
+    }
+}

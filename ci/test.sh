@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of dangle (README, .ci/run):
-#   formatting, lints, the kernel and initramfs the VM tests boot, every
-#   test (unit, integration, VM, suites), then a short fuzz run.
+#   formatting, lints, unused dependencies, the kernel and initramfs the VM
+#   tests boot, every test (unit, integration, VM, suites), then a short
+#   fuzz run.
 #
 # On Debian 12 as root it installs what it needs (ci/setup-host.sh);
 # otherwise it names what is missing. Environment:
@@ -26,6 +27,13 @@ cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo machete (unused dependencies)"
+# Every Cargo.toml below the root, the fuzz crate's too. A false positive
+# goes in that crate's [package.metadata.cargo-machete] ignored list, with
+# the reason next to it.
+command -v cargo-machete >/dev/null || cargo install --locked cargo-machete
+cargo machete --skip-target-dir
 
 step "kernel (built once, then from the cache) and initramfs"
 cargo run --locked -q -p dangle -- kernel build

@@ -8,9 +8,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use dangle_backends::gpio::GpioDevice;
 use dangle_backends::gpio::vhu_gpio::{GPIO_FEATURES, GpioConn};
 use dangle_backends::gpio::virtio_gpio::VIRTIO_GPIO_MSG_GET_VALUE;
-use dangle_backends::gpio::{GpioConfig, GpioDevice};
 use dangle_backends::i2c::bus::Bus;
 use dangle_backends::i2c::vhu_i2c::I2cDevice;
 use dangle_backends::i2c::virtio_i2c::{VIRTIO_I2C_FLAGS_FAIL_NEXT, VIRTIO_I2C_FLAGS_M_RD};
@@ -83,11 +83,7 @@ fn measure(
 }
 
 fn gpio(mem: &GuestMemoryMmap) -> f64 {
-    let dev = GpioDevice::new(&GpioConfig {
-        lines: 32,
-        names: vec![],
-        faults: vec![],
-    });
+    let dev = GpioDevice::new(32, &[], vec![]);
     let conn = GpioConn::new(dev.clone()).unwrap();
     conn.acked_features(GPIO_FEATURES);
     let qlen = 256u16;

@@ -11,8 +11,12 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::control;
 use crate::daemon::{self, DaemonError, Shutdown};
+use crate::device::{Device, Model};
 use crate::fault::{FaultParseError, FaultSpec, parse_specs};
-use crate::gpio::{GpioConfig, GpioDevice};
+use crate::gpio::GpioDevice;
+use crate::i2c::bus::{Bus, BusError};
+use crate::i2c::spec::{ChipSpec, SpecError};
+use crate::i2c::vhu_i2c::I2cDevice;
 
 /// Arguments of `dangle-backend`.
 #[derive(Debug, clap::Args)]
@@ -101,7 +105,7 @@ pub enum ConfigError {
         spec: String,
         /// Cause.
         #[source]
-        source: Box<dyn Error + Send + Sync>,
+        source: SpecError,
     },
     /// `--control` names the vhost-user socket.
     #[error("--control {0}: same path as --socket")]
@@ -109,6 +113,26 @@ pub enum ConfigError {
     /// No `--chip`.
     #[error("i2c needs at least one --chip")]
     NoChips,
+}
+
+/// Validated configuration of a GPIO controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpioConfig {
+    /// Number of lines (1..=65535).
+    pub lines: u16,
+    /// Line names, possibly fewer than `lines`.
+    pub names: Vec<String>,
+    /// Fault plan at start.
+    pub faults: Vec<FaultSpec>,
+}
+
+/// Validated configuration of an I2C adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct I2cConfig {
+    /// Chips on the bus.
+    pub chips: Vec<ChipSpec>,
+    /// Fault plan at start.
+    pub faults: Vec<FaultSpec>,
 }
 
 impl TryFrom<GpioArgs> for GpioConfig {
@@ -136,6 +160,30 @@ impl TryFrom<GpioArgs> for GpioConfig {
     }
 }
 
+impl TryFrom<I2cArgs> for I2cConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: I2cArgs) -> Result<Self, ConfigError> {
+        if args.chips.is_empty() {
+            return Err(ConfigError::NoChips);
+        }
+        let chips = args
+            .chips
+            .iter()
+            .map(|s| {
+                s.parse::<ChipSpec>().map_err(|source| ConfigError::Chip {
+                    spec: s.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(I2cConfig {
+            chips,
+            faults: parse_specs(&args.common.faults).map_err(ConfigError::Fault)?,
+        })
+    }
+}
+
 /// Errors of [`run`].
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -147,7 +195,7 @@ pub enum RunError {
     Daemon(#[from] DaemonError),
     /// The chips could not be put on the bus.
     #[error("cannot set up the i2c bus")]
-    Bus(#[source] crate::i2c::bus::BusError),
+    Bus(#[source] BusError),
     /// Signal handling or thread setup failed.
     #[error("cannot set up the process")]
     Setup(#[source] std::io::Error),
@@ -175,17 +223,11 @@ fn install_signal_thread(shutdown: Arc<Shutdown>) -> Result<(), RunError> {
 
 /// Serves `device` until SIGTERM: binds the sockets, starts the control
 /// server, runs the serve loop, removes the sockets.
-pub fn serve_device<D>(
-    device: D,
-    target: Arc<dyn control::ControlTarget>,
+pub fn serve_device<M: Model>(
+    device: Arc<Device<M>>,
     common: &CommonArgs,
     shutdown: &Shutdown,
-) -> Result<(), RunError>
-where
-    D: daemon::Device,
-    Arc<D::Conn>: vhost_user_backend::VhostUserBackend<Bitmap = (), Vring = vhost_user_backend::VringRwLock>
-        + Clone,
-{
+) -> Result<(), RunError> {
     if common.control.as_ref() == Some(&common.socket) {
         return Err(ConfigError::SamePath(common.socket.clone()).into());
     }
@@ -201,11 +243,11 @@ where
         None => None,
     };
     if let Some(l) = control_listener {
-        control::spawn_server(l, target).map_err(RunError::Setup)?;
+        control::spawn_server(l, device.clone()).map_err(RunError::Setup)?;
     }
     tracing::info!(
         "{}: listening on {}{}",
-        device.kind(),
+        M::KIND,
         common.socket.display(),
         common
             .control
@@ -232,17 +274,16 @@ pub fn run(args: BackendArgs) -> Result<(), Box<dyn Error + Send + Sync>> {
             let common = args.common.clone();
             let config = GpioConfig::try_from(args).map_err(RunError::from)?;
             install_signal_thread(shutdown.clone())?;
-            let device = GpioDevice::new(&config);
-            let target: Arc<dyn control::ControlTarget> = Arc::new(device.clone());
-            serve_device(device, target, &common, &shutdown)?;
+            let device = GpioDevice::new(config.lines, &config.names, config.faults);
+            serve_device(device, &common, &shutdown)?;
         }
         DeviceArgs::I2c(args) => {
             let common = args.common.clone();
-            let config = crate::i2c::vhu_i2c::I2cConfig::try_from(args).map_err(RunError::from)?;
+            let config = I2cConfig::try_from(args).map_err(RunError::from)?;
             install_signal_thread(shutdown.clone())?;
-            let device = crate::i2c::vhu_i2c::I2cDevice::new(config).map_err(RunError::Bus)?;
-            let target: Arc<dyn control::ControlTarget> = Arc::new(device.clone());
-            serve_device(device, target, &common, &shutdown)?;
+            let bus = Bus::from_specs(&config.chips).map_err(RunError::Bus)?;
+            let device = I2cDevice::with_bus(bus, config.faults);
+            serve_device(device, &common, &shutdown)?;
         }
     }
     Ok(())
@@ -291,6 +332,44 @@ mod tests {
     fn gpio_args_names_split_on_commas() {
         let c = gpio(&["--lines", "3", "--names", "a,b"]).unwrap();
         assert_eq!(c.names, ["a", "b"]);
+    }
+
+    fn i2c(argv: &[&str]) -> Result<I2cConfig, ConfigError> {
+        let mut full = vec!["dangle-backend", "i2c", "--socket", "s"];
+        full.extend_from_slice(argv);
+        match Top::parse_from(full).args.device {
+            DeviceArgs::I2c(a) => I2cConfig::try_from(a),
+            DeviceArgs::Gpio(_) => unreachable!("parsed i2c"),
+        }
+    }
+
+    #[test]
+    fn i2c_args_chips_and_faults_parse() {
+        let c = i2c(&[
+            "--chip",
+            "at24:0x50:24c02",
+            "--chip",
+            "pca9555:0x20",
+            "--fault",
+            "err:addr=0x50",
+        ])
+        .unwrap();
+        let chips: Vec<String> = c.chips.iter().map(ToString::to_string).collect();
+        assert_eq!(chips, ["at24:0x50:24c02", "pca9555:0x20"]);
+        assert_eq!(c.faults.len(), 1);
+    }
+
+    #[test]
+    fn i2c_args_bad_values_rejected() {
+        assert!(matches!(i2c(&[]), Err(ConfigError::NoChips)));
+        let err = i2c(&["--chip", "foo:0x20"]).unwrap_err();
+        assert!(matches!(err, ConfigError::Chip { ref spec, .. } if spec == "foo:0x20"));
+        let source = Error::source(&err).unwrap().to_string();
+        assert!(source.contains("unknown chip `foo`"), "{source}");
+        assert!(matches!(
+            i2c(&["--chip", "pca9555:0x20", "--fault", "boom"]),
+            Err(ConfigError::Fault(_))
+        ));
     }
 
     #[test]

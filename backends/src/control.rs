@@ -73,6 +73,25 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The `cmd` of the request (`ping`, `drive_line`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Counters => "counters",
+            Request::SetFaults { .. } => "set_faults",
+            Request::ClearFaults => "clear_faults",
+            Request::ReleaseHeld => "release_held",
+            Request::DriveLine { .. } => "drive_line",
+            Request::ReadLines { .. } => "read_lines",
+            Request::DrivePins { .. } => "drive_pins",
+            Request::ReadPins { .. } => "read_pins",
+            Request::DumpEeprom { .. } => "dump_eeprom",
+            Request::LoadEeprom { .. } => "load_eeprom",
+        }
+    }
+}
+
 /// Pin state of a GPIO expander.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pins {
@@ -132,12 +151,30 @@ impl Response {
             ..Default::default()
         }
     }
+
+    /// A failure whose message is `err` and its causes, `: `-separated.
+    pub fn failure(err: &dyn std::error::Error) -> Self {
+        let mut msg = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            msg.push_str(": ");
+            msg.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self::error(msg)
+    }
 }
 
 /// A device that answers control requests.
 pub trait ControlTarget: Send + Sync {
     /// Carries out one request. Must not panic on any input.
     fn control(&self, req: Request) -> Response;
+}
+
+impl<T: ControlTarget + ?Sized> ControlTarget for Arc<T> {
+    fn control(&self, req: Request) -> Response {
+        (**self).control(req)
+    }
 }
 
 /// Encodes bytes as lowercase hex.
@@ -414,6 +451,37 @@ mod tests {
     use std::io::BufRead;
 
     use super::*;
+
+    #[test]
+    fn request_name_is_the_cmd_tag() {
+        let all = [
+            Request::Ping,
+            Request::Counters,
+            Request::SetFaults { faults: vec![] },
+            Request::ClearFaults,
+            Request::ReleaseHeld,
+            Request::DriveLine {
+                line: 0,
+                level: false,
+            },
+            Request::ReadLines { line: None },
+            Request::DrivePins {
+                addr: 0,
+                mask: 0,
+                levels: 0,
+            },
+            Request::ReadPins { addr: 0 },
+            Request::DumpEeprom { addr: 0 },
+            Request::LoadEeprom {
+                addr: 0,
+                hex: String::new(),
+            },
+        ];
+        for req in all {
+            let json = serde_json::to_value(&req).unwrap();
+            assert_eq!(json["cmd"], req.name(), "{req:?}");
+        }
+    }
 
     #[test]
     fn hex_roundtrip_and_errors() {

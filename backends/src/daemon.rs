@@ -38,10 +38,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use vhost::vhost_user::{Error as VhostUserError, Listener};
-use vhost_user_backend::{ShutdownHandle, VhostUserBackend, VhostUserDaemon, VringRwLock};
+use vhost_user_backend::{ShutdownHandle, VhostUserDaemon, VhostUserHandlerError};
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use crate::device::{Conn, Device, Model};
 
 /// Errors of the lifecycle layer.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +84,48 @@ pub enum DaemonError {
     #[error("cannot set up a front-end connection")]
     Connection(#[source] io::Error),
     /// vhost-user-backend refused to create or start the daemon.
-    #[error("vhost-user daemon: {0}")]
-    Vhost(String),
+    #[error("vhost-user daemon")]
+    Vhost(#[source] VhostError),
+}
+
+/// An error of vhost-user-backend's daemon. Its own error type implements
+/// only `Display`, and one variant holds a thread's panic payload, which is
+/// not `Sync`; this keeps the cause of every other variant as a source.
+#[derive(Debug, thiserror::Error)]
+pub enum VhostError {
+    /// The vhost-user handler (vrings, worker threads) could not be made.
+    #[error("cannot create the vhost-user handler")]
+    Handler(#[source] VhostUserHandlerError),
+    /// The vhost-user connection could not be set up or served.
+    #[error("vhost-user connection")]
+    Connection(#[source] VhostUserError),
+    /// The daemon thread could not be started.
+    #[error("cannot start the daemon thread")]
+    Thread(#[source] io::Error),
+    /// The daemon thread panicked.
+    #[error("the daemon thread panicked")]
+    Panicked,
+}
+
+impl From<vhost_user_backend::Error> for VhostError {
+    fn from(e: vhost_user_backend::Error) -> Self {
+        use vhost_user_backend::Error as E;
+        match e {
+            E::NewVhostUserHandler(e) => VhostError::Handler(e),
+            E::CreateBackendListener(e)
+            | E::CreateBackendReqHandler(e)
+            | E::CreateVhostUserListener(e)
+            | E::HandleRequest(e) => VhostError::Connection(e),
+            E::StartDaemon(e) => VhostError::Thread(e),
+            E::WaitDaemon(_) => VhostError::Panicked,
+        }
+    }
+}
+
+impl From<vhost_user_backend::Error> for DaemonError {
+    fn from(e: vhost_user_backend::Error) -> Self {
+        DaemonError::Vhost(e.into())
+    }
 }
 
 /// Creates a unix socket listener at `path` (see the module docs).
@@ -185,23 +227,6 @@ impl Shutdown {
     }
 }
 
-/// A device that can serve successive front-end connections.
-pub trait Device: Send + Sync + 'static {
-    /// The per-connection backend.
-    type Conn: VhostUserBackend<Bitmap = (), Vring = VringRwLock> + 'static;
-    /// Thread name / log tag.
-    fn kind(&self) -> &'static str;
-    /// Starts a connection: fresh guest-visible state, new backend object.
-    fn connect(&self) -> io::Result<Arc<Self::Conn>>;
-    /// The eventfd the connection's worker waits on for world-side events,
-    /// and its epoll id.
-    fn wake(conn: &Self::Conn) -> (&EventFd, u16);
-    /// A front end was accepted on the connection made by `connect`.
-    fn connected(&self) {}
-    /// The connection ended.
-    fn disconnect(&self);
-}
-
 /// Waits until `listener` has a pending connection; false on shutdown.
 fn wait_for_connection(listener: &UnixListener, shutdown: &Shutdown) -> io::Result<bool> {
     loop {
@@ -229,70 +254,47 @@ fn wait_for_connection(listener: &UnixListener, shutdown: &Shutdown) -> io::Resu
     }
 }
 
-/// Serves front ends on `listener` one after another until `shutdown`.
-pub fn serve<D: Device>(
-    device: &D,
+/// Serves front ends of `device` on `listener` one after another until
+/// `shutdown`.
+pub fn serve<M: Model>(
+    device: &Arc<Device<M>>,
     listener: &UnixListener,
     shutdown: &Shutdown,
-) -> Result<(), DaemonError>
-where
-    Arc<D::Conn>: VhostUserBackend<Bitmap = (), Vring = VringRwLock> + Clone,
-{
+) -> Result<(), DaemonError> {
+    let kind = M::KIND;
     while wait_for_connection(listener, shutdown).map_err(DaemonError::Connection)? {
-        let conn = device.connect().map_err(DaemonError::Connection)?;
+        let conn = Conn::new(device.clone()).map_err(DaemonError::Connection)?;
         let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
-        let mut daemon = VhostUserDaemon::new(device.kind().to_owned(), conn.clone(), mem)
-            .map_err(|e| DaemonError::Vhost(e.to_string()))?;
-        let (wake, id) = D::wake(&conn);
+        let mut daemon = VhostUserDaemon::new(kind.to_owned(), conn.clone(), mem)?;
         for handler in daemon.get_epoll_handlers() {
             handler
-                .register_listener(wake.as_raw_fd(), EventSet::IN, u64::from(id))
+                .register_listener(
+                    conn.wake_fd().as_raw_fd(),
+                    EventSet::IN,
+                    u64::from(Conn::<M>::WAKE_EVENT),
+                )
                 .map_err(DaemonError::Connection)?;
         }
         let mut vhost_listener =
             Listener::from(listener.try_clone().map_err(DaemonError::Connection)?);
-        daemon
-            .start(&mut vhost_listener)
-            .map_err(|e| DaemonError::Vhost(e.to_string()))?;
-        tracing::info!("{}: front end connected", device.kind());
+        daemon.start(&mut vhost_listener)?;
+        tracing::info!("{kind}: front end connected");
         device.connected();
         shutdown.set_active(daemon.shutdown_handle());
         if shutdown.is_triggered() {
             daemon.request_shutdown();
         }
         match daemon.wait() {
-            Ok(()) => tracing::info!("{}: front end disconnected", device.kind()),
-            Err(vhost_user_backend::Error::HandleRequest(
+            Ok(())
+            | Err(vhost_user_backend::Error::HandleRequest(
                 VhostUserError::Disconnected | VhostUserError::PartialMessage,
-            )) => tracing::info!("{}: front end disconnected", device.kind()),
-            Err(e) => tracing::warn!("{}: connection ended: {e}", device.kind()),
+            )) => tracing::info!("{kind}: front end disconnected"),
+            Err(e) => tracing::warn!("{kind}: connection ended: {e}"),
         }
         shutdown.set_active(None);
-        device.disconnect();
+        device.end_connection();
         // Dropping the daemon fires the exit event and joins the workers.
         drop(daemon);
     }
     Ok(())
-}
-
-/// The exit event every backend gives vhost-user-backend's worker threads
-/// (without it, dropping the daemon after a disconnect deadlocks).
-pub fn exit_event() -> Option<(
-    vmm_sys_util::event::EventConsumer,
-    vmm_sys_util::event::EventNotifier,
-)> {
-    use vmm_sys_util::event::{EventFlag, new_event_consumer_and_notifier};
-    new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
-        .inspect_err(|e| tracing::error!("cannot create exit event: {e}"))
-        .ok()
-}
-
-/// Logs a SET_MEM_TABLE the way every backend does.
-pub fn log_mem_table<M: vm_memory::GuestMemoryBackend>(device: &str, mem: &M) {
-    use vm_memory::GuestMemoryRegion;
-    tracing::debug!(
-        "{device}: SET_MEM_TABLE: {} region(s), {} bytes",
-        mem.num_regions(),
-        mem.iter().map(|r| r.len()).sum::<u64>()
-    );
 }

@@ -300,6 +300,24 @@ pub struct RequestInfo {
     pub line: Option<u16>,
 }
 
+impl RequestInfo {
+    /// A request to the I2C chip at `addr`.
+    pub fn addr(addr: u16) -> Self {
+        RequestInfo {
+            addr: Some(addr),
+            line: None,
+        }
+    }
+
+    /// A request about GPIO line `line`.
+    pub fn line(line: u16) -> Self {
+        RequestInfo {
+            addr: None,
+            line: Some(line),
+        }
+    }
+}
+
 /// What to do with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Outcome {

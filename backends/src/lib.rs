@@ -7,7 +7,8 @@
 //! `dangle-backend i2c ...` (the harness spawns the same thing as
 //! `dangle backend ...`). The entry point is [`cli::run`]; the lifecycle
 //! (socket safety, reconnects, SIGTERM) is described in [`daemon`]; the
-//! fault-spec syntax in [`fault`].
+//! device core both backends share (request pipeline, held chains,
+//! connections) in [`device`]; the fault-spec syntax in [`fault`].
 //!
 //! # Control socket
 //!
@@ -46,6 +47,7 @@ pub mod cli;
 pub mod control;
 pub mod counters;
 pub mod daemon;
+pub mod device;
 pub mod fault;
 pub mod gpio;
 pub mod i2c;

@@ -2,6 +2,8 @@
 //! collected into plain buffer descriptions, which the device parsers turn
 //! into typed requests. Nothing here panics on guest input.
 
+use std::fmt;
+
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
 
@@ -31,7 +33,28 @@ pub struct Chain {
     pub truncated: bool,
 }
 
+impl Buf {
+    /// A descriptor of `len` bytes at guest address `addr`.
+    pub fn new(addr: u64, len: u32, writable: bool) -> Buf {
+        Buf {
+            addr: GuestAddress(addr),
+            len,
+            writable,
+        }
+    }
+}
+
 impl Chain {
+    /// A chain of `bufs` whose head descriptor is `head` (for parsers fed
+    /// without a ring).
+    pub fn new(head: u16, bufs: Vec<Buf>) -> Chain {
+        Chain {
+            head,
+            bufs,
+            truncated: false,
+        }
+    }
+
     /// Collects the descriptors of `chain`.
     pub fn collect<M>(chain: DescriptorChain<M>) -> Chain
     where
@@ -59,6 +82,14 @@ impl Chain {
         }
     }
 
+    /// The chain's descriptor layout, for messages.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            bufs: self.bufs.iter().map(|b| (b.writable, b.len)).collect(),
+            truncated: self.truncated,
+        }
+    }
+
     /// Writes `status` into the first byte of the first writable
     /// descriptor and zeroes the rest of that descriptor: the layout of
     /// virtio-gpio responses (`{u8 status; u8 value}`, event `{u8 status}`),
@@ -78,6 +109,19 @@ impl Chain {
         }
     }
 
+    /// Writes `status` into the first byte of the first writable
+    /// descriptor, and nothing else. Returns the bytes written (0 when the
+    /// chain has nowhere to write).
+    pub fn write_first_status<M: GuestMemory>(&self, mem: &M, status: u8) -> u32 {
+        let Some(first) = self.bufs.iter().find(|b| b.writable && b.len > 0) else {
+            return 0;
+        };
+        match mem.write_obj(status, first.addr) {
+            Ok(()) => 1,
+            Err(_) => 0,
+        }
+    }
+
     /// Writes `status` into the last byte of the last writable descriptor
     /// (where a well-formed request keeps its status byte). Returns the
     /// number of bytes written: 0 when the chain has nowhere to write.
@@ -92,6 +136,28 @@ impl Chain {
             Ok(()) => 1,
             Err(_) => 0,
         }
+    }
+}
+
+/// The descriptor layout of a chain, written `[R8, W2]`: `R` readable, `W`
+/// writable, then the length; `, ...` at the end when the chain had more
+/// than [`MAX_CHAIN_DESCRIPTORS`] descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// (writable, length) of each descriptor.
+    pub bufs: Vec<(bool, u32)>,
+    /// The chain was cut at [`MAX_CHAIN_DESCRIPTORS`].
+    pub truncated: bool,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, (writable, len)) in self.bufs.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{}{len}", if *writable { 'W' } else { 'R' })?;
+        }
+        f.write_str(if self.truncated { ", ...]" } else { "]" })
     }
 }
 

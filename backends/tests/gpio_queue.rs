@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use common::{D, MockQueue, memory};
 use dangle_backends::control::{ControlTarget, Request};
+use dangle_backends::gpio::GpioDevice;
 use dangle_backends::gpio::vhu_gpio::{GPIO_FEATURES, GpioConn};
 use dangle_backends::gpio::virtio_gpio::*;
-use dangle_backends::gpio::{GpioConfig, GpioDevice};
 use vhost_user_backend::VhostUserBackend;
 
 fn req(t: u16, gpio: u16, value: u32) -> Vec<u8> {
@@ -25,11 +25,11 @@ fn req(t: u16, gpio: u16, value: u32) -> Vec<u8> {
 }
 
 fn device(faults: &[&str]) -> (Arc<GpioDevice>, Arc<GpioConn>) {
-    let dev = GpioDevice::new(&GpioConfig {
-        lines: 8,
-        names: vec!["reset".into(), "irq".into()],
-        faults: faults.iter().map(|f| f.parse().unwrap()).collect(),
-    });
+    let dev = GpioDevice::new(
+        8,
+        &["reset".into(), "irq".into()],
+        faults.iter().map(|f| f.parse().unwrap()).collect(),
+    );
     let conn = GpioConn::new(dev.clone()).unwrap();
     conn.acked_features(GPIO_FEATURES);
     (dev, conn)
@@ -256,11 +256,7 @@ fn event_buffer_for_disabled_line_returned_invalid() {
 
 #[test]
 fn irq_type_without_negotiated_feature_fails() {
-    let dev = GpioDevice::new(&GpioConfig {
-        lines: 2,
-        names: vec![],
-        faults: vec![],
-    });
+    let dev = GpioDevice::new(2, &[], vec![]);
     let _conn = GpioConn::new(dev.clone()).unwrap();
     assert_eq!(
         one(&dev, VIRTIO_GPIO_MSG_IRQ_TYPE, 0, 1).0,

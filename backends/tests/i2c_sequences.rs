@@ -16,29 +16,26 @@
     reason = "test helpers fail loudly on unexpected errors"
 )]
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use dangle_backends::control::{self, Client};
-use dangle_backends::daemon::{self, Shutdown};
+use common::frontend::{Ring, Served, SharedMem, TIMEOUT, negotiate, serve, setup_vring};
+use dangle_backends::control::Client;
 use dangle_backends::i2c::bus::Bus;
 use dangle_backends::i2c::vhu_i2c::I2cDevice;
 use dangle_backends::i2c::virtio_i2c::*;
-use vhost::vhost_user::{Frontend, VhostUserFrontend};
-use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use vhost::vhost_user::Frontend;
 use virtio_bindings::virtio_ring::{
     VIRTIO_RING_F_INDIRECT_DESC, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
 };
-use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
-/// How long a transfer may wait for its replies before the test fails.
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// Queue size of QEMU's vhost-user-i2c device (fixed, not configurable).
 const QEMU_QUEUE_SIZE: u16 = 4;
 /// Size of the shared guest memory.
@@ -52,43 +49,10 @@ const DATA: u64 = 0x10_0000;
 
 const EEPROM: u16 = 0x50;
 
-/// The backend serving one socket in this process.
-struct Served {
-    _dir: tempfile::TempDir,
-    sock: PathBuf,
-    ctl: PathBuf,
-    shutdown: Arc<Shutdown>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
 /// The adapter of `dangle backend i2c --chip at24:0x50:24c02`.
 fn serve_i2c() -> Served {
     let bus = Bus::from_specs(&["at24:0x50:24c02".parse().unwrap()]).unwrap();
-    let device = I2cDevice::with_bus(bus, vec![]);
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("i2c.sock");
-    let ctl = dir.path().join("i2c.ctl");
-    let listener = daemon::bind_socket(&sock).unwrap();
-    control::spawn_server(UnixListener::bind(&ctl).unwrap(), Arc::new(device.clone())).unwrap();
-    let shutdown = Shutdown::new().unwrap();
-    let sd = shutdown.clone();
-    let thread = thread::spawn(move || daemon::serve(&device, &listener, &sd).unwrap());
-    Served {
-        _dir: dir,
-        sock,
-        ctl,
-        shutdown,
-        thread: Some(thread),
-    }
+    serve(I2cDevice::with_bus(bus, vec![]))
 }
 
 /// One I2C message as `struct i2c_msg` describes it.
@@ -124,8 +88,7 @@ struct Queued {
 /// The guest side of one virtqueue: a model of Linux's split
 /// `virtio_ring` plus `virtio_i2c_xfer`, on memory the backend maps too.
 struct GuestDriver {
-    mem: GuestMemoryMmap,
-    _file: std::fs::File,
+    shared: SharedMem,
     size: u16,
     indirect: bool,
     /// Free descriptors, head first. Linux puts a freed chain back at the
@@ -142,50 +105,16 @@ impl GuestDriver {
     /// feature offered, QEMU passes them through) and sets up one ring of
     /// `size` descriptors.
     fn connect(sock: &Path, size: u16) -> (Frontend, GuestDriver) {
-        let mut fe = Frontend::connect(sock, 1).unwrap();
-        fe.set_owner().unwrap();
-        let features = fe.get_features().unwrap();
-        fe.set_features(features).unwrap();
-        let proto = fe.get_protocol_features().unwrap();
-        fe.set_protocol_features(proto).unwrap();
-
-        let file = tempfile::tempfile().unwrap();
-        file.set_len(MEM as u64).unwrap();
-        let mem = GuestMemoryMmap::<()>::from_ranges_with_files(&[(
-            GuestAddress(0),
-            MEM,
-            Some(FileOffset::new(file.try_clone().unwrap(), 0)),
-        )])
-        .unwrap();
-        let host = mem.get_host_address(GuestAddress(0)).unwrap() as u64;
-        let region =
-            VhostUserMemoryRegionInfo::from_guest_region(mem.find_region(GuestAddress(0)).unwrap())
-                .unwrap();
-        fe.set_mem_table(&[region]).unwrap();
-
-        fe.set_vring_num(0, size).unwrap();
-        fe.set_vring_addr(
-            0,
-            &VringConfigData {
-                queue_max_size: size,
-                queue_size: size,
-                flags: 0,
-                desc_table_addr: host + DESC_TABLE,
-                used_ring_addr: host + USED_RING,
-                avail_ring_addr: host + AVAIL_RING,
-                log_addr: None,
-            },
-        )
-        .unwrap();
-        fe.set_vring_base(0, 0).unwrap();
-        let kick = EventFd::new(0).unwrap();
-        let call = EventFd::new(0).unwrap();
-        fe.set_vring_call(0, &call).unwrap();
-        fe.set_vring_kick(0, &kick).unwrap();
-        fe.set_vring_enable(0, true).unwrap();
+        let (mut fe, features) = negotiate(sock, 1);
+        let shared = SharedMem::new(&mut fe, MEM);
+        let ring = Ring {
+            desc: DESC_TABLE,
+            avail: AVAIL_RING,
+            used: USED_RING,
+        };
+        let (kick, call) = setup_vring(&mut fe, &shared, 0, size, ring);
         let driver = GuestDriver {
-            mem,
-            _file: file,
+            shared,
             size,
             indirect: features & (1 << VIRTIO_RING_F_INDIRECT_DESC) != 0,
             free: (0..size).collect(),
@@ -204,7 +133,7 @@ impl GuestDriver {
         raw[8..12].copy_from_slice(&len.to_le_bytes());
         raw[12..14].copy_from_slice(&(flags as u16).to_le_bytes());
         raw[14..].copy_from_slice(&next.to_le_bytes());
-        self.mem.write_slice(&raw, at).unwrap();
+        self.shared.mem.write_slice(&raw, at).unwrap();
     }
 
     /// `virtqueue_add_sgs`: one chain of (address, length, device-writable)
@@ -244,11 +173,13 @@ impl GuestDriver {
             descs
         };
         let slot = u64::from(self.avail_idx % self.size);
-        self.mem
+        self.shared
+            .mem
             .write_obj(descs[0], GuestAddress(AVAIL_RING + 4 + 2 * slot))
             .unwrap();
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.mem
+        self.shared
+            .mem
             .store(
                 self.avail_idx,
                 GuestAddress(AVAIL_RING + 2),
@@ -276,18 +207,25 @@ impl GuestDriver {
             let mut out = (addr << 1).to_le_bytes().to_vec();
             out.extend_from_slice(&[0, 0]);
             out.extend_from_slice(&flags.to_le_bytes());
-            self.mem.write_slice(&out, GuestAddress(hdr)).unwrap();
+            self.shared
+                .mem
+                .write_slice(&out, GuestAddress(hdr))
+                .unwrap();
             let mut sgs = vec![(hdr, 8, false)];
             let mut read = None;
             match msg {
                 Msg::Write(bytes) if !bytes.is_empty() => {
                     let buf = alloc(&mut data, bytes.len() as u64);
-                    self.mem.write_slice(bytes, GuestAddress(buf)).unwrap();
+                    self.shared
+                        .mem
+                        .write_slice(bytes, GuestAddress(buf))
+                        .unwrap();
                     sgs.push((buf, bytes.len() as u32, false));
                 }
                 Msg::Read(n) if *n > 0 => {
                     let buf = alloc(&mut data, u64::from(*n));
-                    self.mem
+                    self.shared
+                        .mem
                         .write_slice(&vec![0xee; *n as usize], GuestAddress(buf))
                         .unwrap();
                     sgs.push((buf, *n, true));
@@ -298,7 +236,10 @@ impl GuestDriver {
             let status = alloc(&mut data, 1);
             // kcalloc'd: a reply that never writes the status reads as OK,
             // so start from a value that is neither OK nor ERR.
-            self.mem.write_obj(0xeeu8, GuestAddress(status)).unwrap();
+            self.shared
+                .mem
+                .write_obj(0xeeu8, GuestAddress(status))
+                .unwrap();
             sgs.push((status, 1, true));
             match self.add_sgs(&sgs, &mut data) {
                 Ok(descs) => queued.push(Queued {
@@ -319,7 +260,7 @@ impl GuestDriver {
         self.kick_and_wait(&mut queued);
         let statuses: Vec<u8> = queued
             .iter()
-            .map(|q| self.mem.read_obj(q.status).unwrap())
+            .map(|q| self.shared.mem.read_obj(q.status).unwrap())
             .collect();
         let done = statuses
             .iter()
@@ -333,7 +274,7 @@ impl GuestDriver {
             .filter_map(|q| q.read)
             .map(|(at, n)| {
                 let mut v = vec![0; n];
-                self.mem.read_slice(&mut v, at).unwrap();
+                self.shared.mem.read_slice(&mut v, at).unwrap();
                 v
             })
             .collect())
@@ -351,6 +292,7 @@ impl GuestDriver {
         let start = Instant::now();
         while !pending.is_empty() {
             let used: u16 = self
+                .shared
                 .mem
                 .load(GuestAddress(USED_RING + 2), Ordering::Acquire)
                 .unwrap();
@@ -365,6 +307,7 @@ impl GuestDriver {
             }
             let slot = u64::from(self.last_used % self.size);
             let id: u32 = self
+                .shared
                 .mem
                 .read_obj(GuestAddress(USED_RING + 4 + 8 * slot))
                 .unwrap();

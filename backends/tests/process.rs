@@ -110,23 +110,21 @@ fn existing_regular_file_not_replaced() {
     assert_eq!(std::fs::read(&sock).unwrap(), b"data");
 }
 
-#[test]
-fn bad_fault_spec_rejected_with_message() {
+/// Runs `dangle-backend i2c` with `args` after the socket, expects it to
+/// fail, and returns its stderr.
+fn i2c_refused(args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("i2c.sock");
-    let out = backend(&[
-        "i2c",
-        "--socket",
-        sock.to_str().unwrap(),
-        "--chip",
-        "at24:0x50:24c02",
-        "--fault",
-        "delay:ms=soon",
-    ])
-    .wait_with_output()
-    .unwrap();
+    let mut argv = vec!["i2c", "--socket", sock.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let out = backend(&argv).wait_with_output().unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_fault_spec_rejected_with_message() {
+    let err = i2c_refused(&["--chip", "at24:0x50:24c02", "--fault", "delay:ms=soon"]);
     assert!(
         err.contains("--fault") && err.contains("bad value \"soon\" for ms"),
         "{err}"
@@ -135,18 +133,7 @@ fn bad_fault_spec_rejected_with_message() {
 
 #[test]
 fn bad_chip_spec_rejected_with_message() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("i2c.sock");
-    let out = backend(&[
-        "i2c",
-        "--socket",
-        sock.to_str().unwrap(),
-        "--chip",
-        "flux:0x50",
-    ])
-    .wait_with_output()
-    .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = i2c_refused(&["--chip", "flux:0x50"]);
     assert!(err.contains("--chip \"flux:0x50\""), "{err}");
+    assert!(err.contains("unknown chip `flux`"), "{err}");
 }

@@ -9,75 +9,21 @@
 
 mod common;
 
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
 use common::D;
-use dangle_backends::control::{self, Client, ClientError, ControlTarget};
-use dangle_backends::daemon::{self, Device, Shutdown};
-use dangle_backends::gpio::{GpioConfig, GpioDevice};
+use common::frontend::{self, Served, SharedMem, negotiate, serve, wait_for};
+use dangle_backends::control::{Client, ClientError};
+use dangle_backends::gpio::GpioDevice;
 use dangle_backends::i2c::bus::Bus;
 use dangle_backends::i2c::vhu_i2c::I2cDevice;
 use dangle_backends::i2c::virtio_i2c::*;
+use vhost::VhostBackend;
 use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
-use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
-/// How long a test waits for the backend to react before failing.
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-struct Served {
-    _dir: tempfile::TempDir,
-    sock: PathBuf,
-    ctl: PathBuf,
-    shutdown: Arc<Shutdown>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.shutdown.trigger();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-fn serve<D>(device: D, target: Arc<dyn ControlTarget>) -> Served
-where
-    D: Device,
-    Arc<D::Conn>: vhost_user_backend::VhostUserBackend<Bitmap = (), Vring = vhost_user_backend::VringRwLock>
-        + Clone,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("dev.sock");
-    let ctl = dir.path().join("dev.ctl");
-    let listener = daemon::bind_socket(&sock).unwrap();
-    control::spawn_server(UnixListener::bind(&ctl).unwrap(), target).unwrap();
-    let shutdown = Shutdown::new().unwrap();
-    let sd = shutdown.clone();
-    let thread = thread::spawn(move || daemon::serve(&device, &listener, &sd).unwrap());
-    Served {
-        _dir: dir,
-        sock,
-        ctl,
-        shutdown,
-        thread: Some(thread),
-    }
-}
-
 fn gpio() -> Served {
-    let dev = GpioDevice::new(&GpioConfig {
-        lines: 32,
-        names: vec!["a".into(), "bb".into()],
-        faults: vec![],
-    });
-    serve(dev.clone(), Arc::new(dev))
+    let dev = GpioDevice::new(32, &["a".into(), "bb".into()], vec![]);
+    serve(dev)
 }
 
 fn i2c() -> Served {
@@ -87,25 +33,7 @@ fn i2c() -> Served {
     ])
     .unwrap();
     let dev = I2cDevice::with_bus(bus, vec![]);
-    serve(dev.clone(), Arc::new(dev))
-}
-
-fn negotiate(path: &Path, queues: u64) -> (Frontend, u64) {
-    let mut fe = Frontend::connect(path, queues).unwrap();
-    fe.set_owner().unwrap();
-    let features = fe.get_features().unwrap();
-    fe.set_features(features).unwrap();
-    let proto = fe.get_protocol_features().unwrap();
-    fe.set_protocol_features(proto).unwrap();
-    (fe, features)
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
+    serve(dev)
 }
 
 #[test]
@@ -163,71 +91,24 @@ fn reconnect_after_disconnect_starts_fresh_and_keeps_eeprom() {
     assert_eq!(&client.dump_eeprom(0x50).unwrap()[..2], [0xde, 0xad]);
 }
 
-/// Guest memory shared with the backend through a file, like QEMU's memfd.
-struct SharedMem {
-    mem: GuestMemoryMmap,
-    _file: std::fs::File,
-    host: u64,
-}
-
+/// Size of the shared guest memory.
 const MEM: usize = 0x40_0000;
 
-fn shared_mem(fe: &mut Frontend) -> SharedMem {
-    let file = tempfile::tempfile().unwrap();
-    file.set_len(MEM as u64).unwrap();
-    let mem = GuestMemoryMmap::<()>::from_ranges_with_files(&[(
-        GuestAddress(0),
-        MEM,
-        Some(FileOffset::new(file.try_clone().unwrap(), 0)),
-    )])
-    .unwrap();
-    let host = mem.get_host_address(GuestAddress(0)).unwrap() as u64;
-    let region =
-        VhostUserMemoryRegionInfo::from_guest_region(mem.find_region(GuestAddress(0)).unwrap())
-            .unwrap();
-    fe.set_mem_table(&[region]).unwrap();
-    SharedMem {
-        mem,
-        _file: file,
-        host,
-    }
-}
-
+/// Sets up vring `index` on the rings of `q`.
 fn setup_vring(
     fe: &mut Frontend,
     sm: &SharedMem,
     q: &common::MockQueue<'_>,
     index: usize,
 ) -> (EventFd, EventFd) {
-    let size = 64u16;
-    fe.set_vring_num(index, size).unwrap();
-    fe.set_vring_addr(
-        index,
-        &VringConfigData {
-            queue_max_size: size,
-            queue_size: size,
-            flags: 0,
-            desc_table_addr: sm.host + q.vq.desc_table_addr().0,
-            used_ring_addr: sm.host + q.vq.used_addr().0,
-            avail_ring_addr: sm.host + q.vq.avail_addr().0,
-            log_addr: None,
-        },
-    )
-    .unwrap();
-    fe.set_vring_base(index, 0).unwrap();
-    let kick = EventFd::new(0).unwrap();
-    let call = EventFd::new(0).unwrap();
-    fe.set_vring_call(index, &call).unwrap();
-    fe.set_vring_kick(index, &kick).unwrap();
-    fe.set_vring_enable(index, true).unwrap();
-    (kick, call)
+    frontend::setup_vring(fe, sm, index, 64, q.ring())
 }
 
 #[test]
 fn i2c_request_through_real_vring_and_back() {
     let s = i2c();
     let (mut fe, _) = negotiate(&s.sock, 1);
-    let sm = shared_mem(&mut fe);
+    let sm = SharedMem::new(&mut fe, MEM);
     let mut q = common::MockQueue::new(&sm.mem, 0, 0x10_0000, 64);
     let (kick, call) = setup_vring(&mut fe, &sm, &q, 0);
     let hdr = |addr: u16, flags: u32| {
@@ -261,7 +142,7 @@ fn i2c_request_through_real_vring_and_back() {
 fn gpio_interrupt_driven_from_control_reaches_real_vring() {
     let s = gpio();
     let (mut fe, _) = negotiate(&s.sock, 2);
-    let sm = shared_mem(&mut fe);
+    let sm = SharedMem::new(&mut fe, MEM);
     let mut rq = common::MockQueue::new(&sm.mem, 0, 0x10_0000, 64);
     let mut eq = common::MockQueue::new(&sm.mem, 0x8000, 0x20_0000, 64);
     let (rkick, _rcall) = setup_vring(&mut fe, &sm, &rq, 0);
@@ -324,7 +205,7 @@ fn control_socket_round_trips_and_refusals() {
 fn held_chain_dropped_when_ring_stops() {
     let s = i2c();
     let (mut fe, _) = negotiate(&s.sock, 1);
-    let sm = shared_mem(&mut fe);
+    let sm = SharedMem::new(&mut fe, MEM);
     let mut q = common::MockQueue::new(&sm.mem, 0, 0x10_0000, 64);
     let (kick, _call) = setup_vring(&mut fe, &sm, &q, 0);
     let mut client = Client::connect(&s.ctl).unwrap();
@@ -363,7 +244,7 @@ fn abort_fault_kills_the_process_at_request_n() {
         .unwrap();
     wait_for("backend socket", || sock.exists());
     let (mut fe, _) = negotiate(&sock, 1);
-    let sm = shared_mem(&mut fe);
+    let sm = SharedMem::new(&mut fe, MEM);
     let mut q = common::MockQueue::new(&sm.mem, 0, 0x10_0000, 64);
     let (kick, _call) = setup_vring(&mut fe, &sm, &q, 0);
     let mut hdr = (0x50u16 << 1).to_le_bytes().to_vec();

@@ -9,9 +9,9 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use dangle_backends::gpio::GpioDevice;
 use dangle_backends::gpio::vhu_gpio::{GPIO_FEATURES, GpioConn};
 use dangle_backends::gpio::virtio_gpio::{VIRTIO_GPIO_STATUS_ERR, VIRTIO_GPIO_STATUS_OK};
-use dangle_backends::gpio::{GpioConfig, GpioDevice};
 use dangle_backends_fuzz::{DATA_START, FuzzDesc, GuestQueue, memory};
 use libfuzzer_sys::fuzz_target;
 use vhost_user_backend::VhostUserBackend;
@@ -56,11 +56,11 @@ fn line(gpio: u16) -> u16 {
 }
 
 fuzz_target!(|ops: Vec<Op>| {
-    let device = GpioDevice::new(&GpioConfig {
-        lines: LINES,
-        names: vec!["reset".into(), String::new(), "irq".into()],
-        faults: Vec::new(),
-    });
+    let device = GpioDevice::new(
+        LINES,
+        &["reset".into(), String::new(), "irq".into()],
+        Vec::new(),
+    );
     let conn = GpioConn::new(device.clone()).expect("connection");
     conn.acked_features(GPIO_FEATURES);
     let mem = memory();

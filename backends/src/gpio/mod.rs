@@ -1,8 +1,10 @@
 //! The virtio-gpio controller: wire format ([`virtio_gpio`]), the pure line
-//! model ([`lines`]) and the vhost-user transport ([`vhu_gpio`]).
+//! model ([`lines`]), typed requests parsed from descriptor chains
+//! ([`request`]) and the vhost-user transport ([`vhu_gpio`]).
 
 pub mod lines;
+pub mod request;
 pub mod vhu_gpio;
 pub mod virtio_gpio;
 
-pub use vhu_gpio::{GpioConfig, GpioDevice};
+pub use vhu_gpio::GpioDevice;

@@ -35,6 +35,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::client::{ChipCommand, ChipReply, I2cClient, I2cError};
+use super::spec::{ChipBuildError, ChipModel, Family, Naming};
 
 /// Value of an erased EEPROM byte.
 pub const ERASED: u8 = 0xff;
@@ -148,13 +149,6 @@ impl At24Model {
         }
     }
 
-    /// Looks a model up by its name (`24c02`, case-insensitive).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(name))
-    }
-
     /// Memory size in bytes.
     pub const fn size(self) -> usize {
         match self {
@@ -207,6 +201,33 @@ impl fmt::Display for At24Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+impl ChipModel for At24Model {
+    const MODELS: &'static [Self] = &Self::ALL;
+
+    fn name(self) -> &'static str {
+        At24Model::name(self)
+    }
+
+    fn address_span(self) -> u16 {
+        At24Model::address_span(self)
+    }
+}
+
+/// The AT24 family in the chip registry: `at24:ADDR:MODEL[:file=PATH]`.
+pub static FAMILY: Family<At24Model> = Family {
+    name: "at24",
+    naming: Naming::FamilyThenModel,
+    backing_file: true,
+    build: build_chip,
+};
+
+fn build_chip(model: At24Model, file: Option<&Path>) -> Result<Box<dyn I2cClient>, ChipBuildError> {
+    Ok(match file {
+        None => Box::new(At24::new(model)),
+        Some(path) => Box::new(At24::with_backing_file(model, path)?),
+    })
 }
 
 /// The file an [`At24`] writes through to.

@@ -28,6 +28,7 @@
 use std::fmt;
 
 use super::client::{ChipCommand, ChipReply, I2cClient, I2cError};
+use super::spec::{ChipBuildError, ChipModel, Family, Naming};
 
 /// One member of the PCA953x family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,13 +78,6 @@ impl Pca953xModel {
         }
     }
 
-    /// Looks a model up by its name (`pca9555`, case-insensitive).
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name().eq_ignore_ascii_case(name))
-    }
-
     /// Number of GPIO lines (8 or 16).
     pub const fn ngpio(self) -> u32 {
         match self {
@@ -112,6 +106,29 @@ impl fmt::Display for Pca953xModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+impl ChipModel for Pca953xModel {
+    const MODELS: &'static [Self] = &Self::ALL;
+
+    fn name(self) -> &'static str {
+        Pca953xModel::name(self)
+    }
+}
+
+/// The PCA953x family in the chip registry: `MODEL:ADDR`.
+pub static FAMILY: Family<Pca953xModel> = Family {
+    name: "pca953x",
+    naming: Naming::Model,
+    backing_file: false,
+    build: build_chip,
+};
+
+fn build_chip(
+    model: Pca953xModel,
+    _file: Option<&std::path::Path>,
+) -> Result<Box<dyn I2cClient>, ChipBuildError> {
+    Ok(Box::new(Pca953x::new(model)))
 }
 
 /// What a register holds.

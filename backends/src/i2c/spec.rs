@@ -1,12 +1,19 @@
-//! Chip specifications as written on the command line: `--chip SPEC`.
+//! Chip specifications as written on the command line (`--chip SPEC`), and
+//! the shape of the chip registry ([`CHIPS`](super::CHIPS)) they are parsed
+//! against.
 //!
-//! Syntax:
+//! Syntax, per family in the registry:
 //! - `at24:ADDR:MODEL[:file=PATH]`, MODEL one of 24c01 … 24c512, e.g.
 //!   `at24:0x50:24c02` or `at24:0x50:24c256:file=eeprom.bin` (PATH is the
 //!   rest of the spec and may contain `:`);
 //! - `MODEL:ADDR` for a GPIO expander, MODEL one of pca9534, pca9535,
 //!   pca9539, pca9554, pca9554a, pca9555, tca6408, tca6416, e.g.
 //!   `pca9555:0x20`.
+//!
+//! In general a family is named by its own name followed by the address
+//! and the model ([`Naming::FamilyThenModel`]), or by the model alone
+//! followed by the address ([`Naming::Model`]); a family with a backing
+//! file takes `:file=PATH` last.
 //!
 //! ADDR is a 7-bit address, hexadecimal with `0x` or decimal, in the range
 //! 0x08..=0x77 (the others are reserved by the I2C specification). A chip
@@ -17,36 +24,180 @@
 //! [`ChipSpec`]'s `Display` writes the canonical form, which parses back to
 //! an equal spec.
 
+use std::error::Error;
 use std::fmt;
 use std::num::ParseIntError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::at24::{At24, At24Error, At24Model};
 use super::client::I2cClient;
-use super::pca953x::{Pca953x, Pca953xModel};
 
 /// Lowest address a chip may use (0x00..=0x07 are reserved).
 pub const FIRST_ADDRESS: u16 = 0x08;
 /// Highest address a chip may use (0x78..=0x7f are reserved).
 pub const LAST_ADDRESS: u16 = 0x77;
 
+/// The error a family's constructor returns (a backing file that cannot be
+/// used).
+pub type ChipBuildError = Box<dyn Error + Send + Sync>;
+
+/// A family's constructor: a chip of `model`, with its backing file if the
+/// spec has one.
+pub type Constructor<M> =
+    fn(model: M, file: Option<&Path>) -> Result<Box<dyn I2cClient>, ChipBuildError>;
+
+/// How a spec names a chip of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// `FAMILY:ADDR:MODEL`, e.g. `at24:0x50:24c02`.
+    FamilyThenModel,
+    /// `MODEL:ADDR`, e.g. `pca9555:0x20`.
+    Model,
+}
+
+/// The members of a chip family.
+pub trait ChipModel: Copy + fmt::Debug + Send + Sync + 'static {
+    /// Every model of the family.
+    const MODELS: &'static [Self];
+    /// The name Linux's driver uses (`24c02`, `pca9555`), also the spec
+    /// syntax; matched case-insensitively.
+    fn name(self) -> &'static str;
+    /// Consecutive 7-bit addresses the model answers from its base address.
+    fn address_span(self) -> u16 {
+        1
+    }
+    /// The model called `name` (case-insensitive).
+    fn from_name(name: &str) -> Option<Self> {
+        Self::MODELS
+            .iter()
+            .copied()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// One chip family: an entry of the registry. A model file declares its
+/// family as a `static`, and the registry lists it.
+#[derive(Debug)]
+pub struct Family<M: ChipModel> {
+    /// Family name (`at24`, `pca953x`): the first field of a
+    /// [`Naming::FamilyThenModel`] spec.
+    pub name: &'static str,
+    /// How a spec names a chip of the family.
+    pub naming: Naming,
+    /// Whether a spec may end in `:file=PATH` (the chip's contents live in
+    /// a file).
+    pub backing_file: bool,
+    /// Builds a chip.
+    pub build: Constructor<M>,
+}
+
+/// A registry entry with its model type erased, so that families with
+/// different model types share one table. Implemented by [`Family`];
+/// models are numbered in the order of [`ChipModel::MODELS`].
+pub trait ChipFamily: Sync + fmt::Debug {
+    /// Family name.
+    fn name(&self) -> &'static str;
+    /// How a spec names a chip of the family.
+    fn naming(&self) -> Naming;
+    /// Whether a spec may end in `:file=PATH`.
+    fn backing_file(&self) -> bool;
+    /// Number of the model called `name` (case-insensitive).
+    fn find(&self, name: &str) -> Option<usize>;
+    /// Name of model `model`.
+    fn model_name(&self, model: usize) -> &'static str;
+    /// Addresses model `model` answers.
+    fn address_span(&self, model: usize) -> u16;
+    /// Every model name, comma separated.
+    fn model_names(&self) -> String;
+    /// Builds a chip of model `model`.
+    fn build(
+        &self,
+        model: usize,
+        file: Option<&Path>,
+    ) -> Result<Box<dyn I2cClient>, ChipBuildError>;
+}
+
+impl<M: ChipModel> Family<M> {
+    fn model(&self, model: usize) -> Option<M> {
+        M::MODELS.get(model).copied()
+    }
+}
+
+impl<M: ChipModel> ChipFamily for Family<M> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn naming(&self) -> Naming {
+        self.naming
+    }
+
+    fn backing_file(&self) -> bool {
+        self.backing_file
+    }
+
+    fn find(&self, name: &str) -> Option<usize> {
+        M::MODELS
+            .iter()
+            .position(|m| m.name().eq_ignore_ascii_case(name))
+    }
+
+    fn model_name(&self, model: usize) -> &'static str {
+        self.model(model).map_or("", ChipModel::name)
+    }
+
+    fn address_span(&self, model: usize) -> u16 {
+        self.model(model).map_or(1, ChipModel::address_span)
+    }
+
+    fn model_names(&self) -> String {
+        let names: Vec<&str> = M::MODELS.iter().map(|m| m.name()).collect();
+        names.join(", ")
+    }
+
+    fn build(
+        &self,
+        model: usize,
+        file: Option<&Path>,
+    ) -> Result<Box<dyn I2cClient>, ChipBuildError> {
+        let model = self
+            .model(model)
+            .ok_or_else(|| format!("{} has no model number {model}", self.name))?;
+        (self.build)(model, file)
+    }
+}
+
+/// The syntax of a family's specs, for messages.
+fn syntax(family: &dyn ChipFamily) -> String {
+    let file = if family.backing_file() {
+        "[:file=PATH]"
+    } else {
+        ""
+    };
+    match family.naming() {
+        Naming::FamilyThenModel => format!("{}:ADDR:MODEL{file}", family.name()),
+        Naming::Model => format!("MODEL:ADDR{file}"),
+    }
+}
+
 /// Errors parsing a chip spec. Each names the spec and the bad field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// Nothing to parse.
-    #[error("empty chip spec (expected at24:ADDR:MODEL[:file=PATH] or MODEL:ADDR)")]
-    Empty,
-    /// The first field is no chip kind we know.
-    #[error(
-        "chip spec `{spec}`: unknown chip `{kind}` (expected at24 or one of {})",
-        pca953x_names()
-    )]
+    #[error("empty chip spec (expected {expected})")]
+    Empty {
+        /// The syntax of every family.
+        expected: String,
+    },
+    /// The first field names no chip in the registry.
+    #[error("chip spec `{spec}`: unknown chip `{kind}` (expected one of {expected})")]
     UnknownKind {
         /// The whole spec.
         spec: String,
         /// The first field.
         kind: String,
+        /// Every first field the registry knows.
+        expected: String,
     },
     /// A required field is absent.
     #[error("chip spec `{spec}`: missing {field} (expected {expected})")]
@@ -56,7 +207,7 @@ pub enum SpecError {
         /// Which field.
         field: &'static str,
         /// The syntax of this kind of spec.
-        expected: &'static str,
+        expected: String,
     },
     /// The address field is not a number.
     #[error("chip spec `{spec}`: address `{value}` is not a number (write 0x50 or 80)")]
@@ -92,16 +243,17 @@ pub enum SpecError {
         /// Addresses the model answers.
         span: u16,
     },
-    /// The AT24 model field is unknown.
-    #[error(
-        "chip spec `{spec}`: unknown at24 model `{model}` (expected one of {})",
-        at24_names()
-    )]
-    UnknownAt24Model {
+    /// The model field names no model of the family.
+    #[error("chip spec `{spec}`: unknown {family} model `{model}` (expected one of {expected})")]
+    UnknownModel {
         /// The whole spec.
         spec: String,
+        /// The family.
+        family: &'static str,
         /// The model field.
         model: String,
+        /// The family's models.
+        expected: String,
     },
     /// An option field is unknown.
     #[error("chip spec `{spec}`: unknown option `{option}` (expected file=PATH)")]
@@ -118,7 +270,7 @@ pub enum SpecError {
         spec: String,
     },
     /// A field after the last one this kind takes.
-    #[error("chip spec `{spec}`: unexpected field `{field}` ({kind} takes MODEL:ADDR only)")]
+    #[error("chip spec `{spec}`: unexpected field `{field}` ({kind} takes {syntax} only)")]
     ExtraField {
         /// The whole spec.
         spec: String,
@@ -126,96 +278,222 @@ pub enum SpecError {
         kind: &'static str,
         /// The first extra field.
         field: String,
+        /// The syntax of this kind of spec.
+        syntax: String,
     },
 }
 
-fn at24_names() -> String {
-    At24Model::ALL.map(At24Model::name).join(", ")
-}
-
-fn pca953x_names() -> String {
-    Pca953xModel::ALL.map(Pca953xModel::name).join(", ")
-}
-
-/// Errors building a chip from a valid spec.
+/// A chip could not be built from a valid spec.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The AT24's backing file is unusable.
-    #[error("cannot set up chip `{spec}`")]
-    At24 {
-        /// The spec, in canonical form.
-        spec: String,
-        /// Why.
-        #[source]
-        source: At24Error,
-    },
+#[error("cannot set up chip `{spec}`")]
+pub struct BuildError {
+    /// The spec, in canonical form.
+    pub spec: String,
+    /// Why (the family's constructor's error).
+    #[source]
+    pub source: ChipBuildError,
 }
-
-const AT24_SYNTAX: &str = "at24:ADDR:MODEL[:file=PATH]";
-const PCA953X_SYNTAX: &str = "MODEL:ADDR";
 
 /// One chip on the virtual I2C bus, as given on the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChipSpec {
-    /// An AT24 EEPROM.
-    At24 {
-        /// Base 7-bit address.
-        addr: u16,
-        /// Which member of the family.
-        model: At24Model,
-        /// Backing file, written through.
-        file: Option<PathBuf>,
-    },
-    /// A PCA953x-family GPIO expander.
-    Pca953x {
-        /// 7-bit address.
-        addr: u16,
-        /// Which member of the family.
-        model: Pca953xModel,
-    },
+#[derive(Clone)]
+pub struct ChipSpec {
+    family: &'static dyn ChipFamily,
+    model: usize,
+    addr: u16,
+    file: Option<PathBuf>,
+}
+
+impl PartialEq for ChipSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.family.name() == other.family.name()
+            && self.model == other.model
+            && self.addr == other.addr
+            && self.file == other.file
+    }
+}
+
+impl Eq for ChipSpec {}
+
+impl fmt::Debug for ChipSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChipSpec")
+            .field("family", &self.family.name())
+            .field("model", &self.model_name())
+            .field("addr", &self.addr)
+            .field("file", &self.file)
+            .finish()
+    }
 }
 
 impl ChipSpec {
+    /// Parses `spec` against `registry` (the program uses
+    /// [`CHIPS`](super::CHIPS) through `FromStr`).
+    pub fn parse_in(
+        spec: &str,
+        registry: &'static [&'static dyn ChipFamily],
+    ) -> Result<Self, SpecError> {
+        if spec.trim().is_empty() {
+            let syntaxes: Vec<String> = registry.iter().map(|f| syntax(*f)).collect();
+            return Err(SpecError::Empty {
+                expected: syntaxes.join(" or "),
+            });
+        }
+        let mut fields = Fields { rest: Some(spec) };
+        let kind = fields.next().unwrap_or_default();
+        let (family, named_model) = lookup(registry, kind).ok_or_else(|| {
+            let kinds: Vec<String> = registry.iter().map(|f| first_fields(*f)).collect();
+            SpecError::UnknownKind {
+                spec: spec.to_owned(),
+                kind: kind.to_owned(),
+                expected: kinds.join(", "),
+            }
+        })?;
+        let missing = |field| SpecError::MissingField {
+            spec: spec.to_owned(),
+            field,
+            expected: syntax(family),
+        };
+        let addr = fields.next_nonempty().ok_or_else(|| missing("address"))?;
+        let addr = parse_addr(spec, addr)?;
+        let model = match named_model {
+            Some(model) => model,
+            None => {
+                let field = fields.next_nonempty().ok_or_else(|| missing("model"))?;
+                family.find(field).ok_or_else(|| SpecError::UnknownModel {
+                    spec: spec.to_owned(),
+                    family: family.name(),
+                    model: field.to_owned(),
+                    expected: family.model_names(),
+                })?
+            }
+        };
+        let span = family.address_span(model);
+        if span == 0 || addr % span != 0 || addr + span - 1 > LAST_ADDRESS {
+            return Err(SpecError::BadAddressSpan {
+                spec: spec.to_owned(),
+                addr,
+                model: family.model_name(model),
+                span,
+            });
+        }
+        // The option is the rest of the spec: a path may contain `:`.
+        let file = match fields.rest {
+            None => None,
+            Some(option) if family.backing_file() => {
+                let path =
+                    option
+                        .strip_prefix("file=")
+                        .ok_or_else(|| SpecError::UnknownOption {
+                            spec: spec.to_owned(),
+                            option: option.to_owned(),
+                        })?;
+                if path.is_empty() {
+                    return Err(SpecError::EmptyPath {
+                        spec: spec.to_owned(),
+                    });
+                }
+                Some(PathBuf::from(path))
+            }
+            Some(_) => {
+                return Err(SpecError::ExtraField {
+                    spec: spec.to_owned(),
+                    kind: family.model_name(model),
+                    field: fields.next().unwrap_or_default().to_owned(),
+                    syntax: syntax(family),
+                });
+            }
+        };
+        Ok(ChipSpec {
+            family,
+            model,
+            addr,
+            file,
+        })
+    }
+
     /// Base 7-bit address.
     pub fn addr(&self) -> u16 {
-        match self {
-            Self::At24 { addr, .. } | Self::Pca953x { addr, .. } => *addr,
-        }
+        self.addr
+    }
+
+    /// Family name (`at24`, `pca953x`).
+    pub fn family(&self) -> &'static str {
+        self.family.name()
     }
 
     /// Model name (`24c02`, `pca9555`).
     pub fn model_name(&self) -> &'static str {
-        match self {
-            Self::At24 { model, .. } => model.name(),
-            Self::Pca953x { model, .. } => model.name(),
-        }
+        self.family.model_name(self.model)
     }
 
     /// Consecutive addresses the chip answers from [`ChipSpec::addr`] up.
     pub fn address_span(&self) -> u16 {
-        match self {
-            Self::At24 { model, .. } => model.address_span(),
-            Self::Pca953x { .. } => 1,
+        self.family.address_span(self.model)
+    }
+
+    /// The backing file (`file=PATH`), if any.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Builds the chip model. A chip with a backing file opens (or creates)
+    /// it here.
+    pub fn build(&self) -> Result<Box<dyn I2cClient>, BuildError> {
+        self.family
+            .build(self.model, self.file())
+            .map_err(|source| BuildError {
+                spec: self.to_string(),
+                source,
+            })
+    }
+}
+
+/// The `:`-separated fields of a spec, taken one at a time.
+struct Fields<'a> {
+    /// What is left after the fields taken so far.
+    rest: Option<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        match rest.split_once(':') {
+            Some((field, after)) => {
+                self.rest = Some(after);
+                Some(field)
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
         }
     }
 
-    /// Builds the chip model. An AT24 with a backing file opens (or
-    /// creates) it here.
-    pub fn build(&self) -> Result<Box<dyn I2cClient>, BuildError> {
-        Ok(match self {
-            Self::At24 { model, file, .. } => match file {
-                None => Box::new(At24::new(*model)),
-                Some(path) => {
-                    Box::new(At24::with_backing_file(*model, path).map_err(|source| {
-                        BuildError::At24 {
-                            spec: self.to_string(),
-                            source,
-                        }
-                    })?)
-                }
-            },
-            Self::Pca953x { model, .. } => Box::new(Pca953x::new(*model)),
-        })
+    fn next_nonempty(&mut self) -> Option<&'a str> {
+        self.next().filter(|f| !f.is_empty())
+    }
+}
+
+/// The family named by the first field of a spec, and the model when the
+/// first field names it.
+fn lookup(
+    registry: &'static [&'static dyn ChipFamily],
+    kind: &str,
+) -> Option<(&'static dyn ChipFamily, Option<usize>)> {
+    registry.iter().find_map(|family| match family.naming() {
+        Naming::FamilyThenModel => family
+            .name()
+            .eq_ignore_ascii_case(kind)
+            .then_some((*family, None)),
+        Naming::Model => family.find(kind).map(|model| (*family, Some(model))),
+    })
+}
+
+/// What a spec of `family` may start with, for messages.
+fn first_fields(family: &dyn ChipFamily) -> String {
+    match family.naming() {
+        Naming::FamilyThenModel => family.name().to_owned(),
+        Naming::Model => family.model_names(),
     }
 }
 
@@ -242,105 +520,33 @@ fn parse_addr(spec: &str, value: &str) -> Result<u16, SpecError> {
     Ok(addr as u16)
 }
 
-fn missing(spec: &str, field: &'static str, expected: &'static str) -> SpecError {
-    SpecError::MissingField {
-        spec: spec.to_owned(),
-        field,
-        expected,
-    }
-}
-
 impl FromStr for ChipSpec {
     type Err = SpecError;
 
     fn from_str(spec: &str) -> Result<Self, SpecError> {
-        if spec.trim().is_empty() {
-            return Err(SpecError::Empty);
-        }
-        let mut fields = spec.splitn(4, ':');
-        let kind = fields.next().unwrap_or_default();
-        if kind.eq_ignore_ascii_case("at24") {
-            let addr = fields
-                .next()
-                .filter(|f| !f.is_empty())
-                .ok_or_else(|| missing(spec, "address", AT24_SYNTAX))?;
-            let addr = parse_addr(spec, addr)?;
-            let model_field = fields
-                .next()
-                .filter(|f| !f.is_empty())
-                .ok_or_else(|| missing(spec, "model", AT24_SYNTAX))?;
-            let model =
-                At24Model::from_name(model_field).ok_or_else(|| SpecError::UnknownAt24Model {
-                    spec: spec.to_owned(),
-                    model: model_field.to_owned(),
-                })?;
-            let span = model.address_span();
-            if addr % span != 0 || addr + span - 1 > LAST_ADDRESS {
-                return Err(SpecError::BadAddressSpan {
-                    spec: spec.to_owned(),
-                    addr,
-                    model: model.name(),
-                    span,
-                });
-            }
-            let file = match fields.next() {
-                None => None,
-                Some(option) => {
-                    let path =
-                        option
-                            .strip_prefix("file=")
-                            .ok_or_else(|| SpecError::UnknownOption {
-                                spec: spec.to_owned(),
-                                option: option.to_owned(),
-                            })?;
-                    if path.is_empty() {
-                        return Err(SpecError::EmptyPath {
-                            spec: spec.to_owned(),
-                        });
-                    }
-                    Some(PathBuf::from(path))
-                }
-            };
-            return Ok(Self::At24 { addr, model, file });
-        }
-        let model = Pca953xModel::from_name(kind).ok_or_else(|| SpecError::UnknownKind {
-            spec: spec.to_owned(),
-            kind: kind.to_owned(),
-        })?;
-        let addr = fields
-            .next()
-            .filter(|f| !f.is_empty())
-            .ok_or_else(|| missing(spec, "address", PCA953X_SYNTAX))?;
-        let addr = parse_addr(spec, addr)?;
-        if let Some(field) = fields.next() {
-            return Err(SpecError::ExtraField {
-                spec: spec.to_owned(),
-                kind: model.name(),
-                field: field.to_owned(),
-            });
-        }
-        Ok(Self::Pca953x { addr, model })
+        Self::parse_in(spec, super::CHIPS)
     }
 }
 
 impl fmt::Display for ChipSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::At24 { addr, model, file } => {
-                write!(f, "at24:{addr:#04x}:{model}")?;
-                if let Some(path) = file {
-                    write!(f, ":file={}", path.display())?;
-                }
-                Ok(())
-            }
-            Self::Pca953x { addr, model } => write!(f, "{model}:{addr:#04x}"),
+        let (addr, model) = (self.addr, self.model_name());
+        match self.family.naming() {
+            Naming::FamilyThenModel => write!(f, "{}:{addr:#04x}:{model}", self.family.name())?,
+            Naming::Model => write!(f, "{model}:{addr:#04x}")?,
         }
+        if let Some(path) = &self.file {
+            write!(f, ":file={}", path.display())?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::i2c::CHIPS;
+    use crate::i2c::client::I2cError;
 
     fn parse(s: &str) -> Result<ChipSpec, SpecError> {
         s.parse()
@@ -348,40 +554,28 @@ mod tests {
 
     #[test]
     fn chip_spec_at24_forms_parse() {
+        let spec = parse("at24:0x50:24c02").unwrap();
         assert_eq!(
-            parse("at24:0x50:24c02").unwrap(),
-            ChipSpec::At24 {
-                addr: 0x50,
-                model: At24Model::C02,
-                file: None
-            }
+            (spec.family(), spec.addr(), spec.model_name(), spec.file()),
+            ("at24", 0x50, "24c02", None)
         );
+        let spec = parse("at24:81:24C512:file=dir/e:e.bin").unwrap();
         assert_eq!(
-            parse("at24:81:24C512:file=dir/e:e.bin").unwrap(),
-            ChipSpec::At24 {
-                addr: 0x51,
-                model: At24Model::C512,
-                file: Some(PathBuf::from("dir/e:e.bin"))
-            }
+            (spec.family(), spec.addr(), spec.model_name()),
+            ("at24", 0x51, "24c512")
         );
+        assert_eq!(spec.file(), Some(Path::new("dir/e:e.bin")));
     }
 
     #[test]
     fn chip_spec_pca953x_forms_parse() {
+        let spec = parse("pca9555:0x20").unwrap();
         assert_eq!(
-            parse("pca9555:0x20").unwrap(),
-            ChipSpec::Pca953x {
-                addr: 0x20,
-                model: Pca953xModel::Pca9555
-            }
+            (spec.family(), spec.addr(), spec.model_name(), spec.file()),
+            ("pca953x", 0x20, "pca9555", None)
         );
-        assert_eq!(
-            parse("tca6408:33").unwrap(),
-            ChipSpec::Pca953x {
-                addr: 33,
-                model: Pca953xModel::Tca6408
-            }
-        );
+        let spec = parse("TCA6408:33").unwrap();
+        assert_eq!((spec.addr(), spec.model_name()), (33, "tca6408"));
     }
 
     #[test]
@@ -399,13 +593,21 @@ mod tests {
         }
         // Decimal input comes back canonical (hex).
         assert_eq!(parse("pca9539:116").unwrap().to_string(), "pca9539:0x74");
+        assert_ne!(parse("pca9555:0x20"), parse("pca9535:0x20"));
     }
 
     #[test]
     fn chip_spec_bad_inputs_name_the_field() {
         let cases: &[(&str, &str)] = &[
-            ("", "empty chip spec"),
+            (
+                "",
+                "empty chip spec (expected at24:ADDR:MODEL[:file=PATH] or MODEL:ADDR)",
+            ),
             ("eeprom:0x50", "unknown chip `eeprom`"),
+            (
+                "foo:0x20",
+                "unknown chip `foo` (expected one of at24, pca9534,",
+            ),
             ("at24", "missing address"),
             ("at24::24c02", "missing address"),
             ("at24:0x50", "missing model"),
@@ -414,13 +616,20 @@ mod tests {
             ("at24:0x07:24c02", "address 0x07 is outside"),
             ("at24:0x78:24c02", "address 0x78 is outside"),
             ("at24:4294967296:24c02", "is not a number"),
-            ("at24:0x50:24c03", "unknown at24 model `24c03`"),
+            (
+                "at24:0x50:24c03",
+                "unknown at24 model `24c03` (expected one of 24c01,",
+            ),
             ("at24:0x51:24c04", "a 24c04 answers 2 addresses"),
             ("at24:0x74:24c16", "a 24c16 answers 8 addresses"),
             ("at24:0x50:24c02:size=3", "unknown option `size=3`"),
             ("at24:0x50:24c02:file=", "empty path"),
             ("pca9555", "missing address"),
-            ("pca9555:0x20:extra", "unexpected field `extra`"),
+            (
+                "pca9555:0x20:extra",
+                "unexpected field `extra` (pca9555 takes MODEL:ADDR only)",
+            ),
+            ("pca9555:0x20:a:b", "unexpected field `a`"),
             ("pca9555:300", "address 0x12c is outside"),
         ];
         for (input, needle) in cases {
@@ -445,15 +654,110 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("e.bin");
         std::fs::write(&path, [0; 10]).unwrap();
-        let spec = ChipSpec::At24 {
-            addr: 0x50,
-            model: At24Model::C02,
-            file: Some(path.clone()),
-        };
+        let spec = parse(&format!("at24:0x50:24c02:file={}", path.display())).unwrap();
         let err = spec.build().unwrap_err();
         assert!(err.to_string().contains("at24:0x50:24c02:file="), "{err}");
-        let source = std::error::Error::source(&err).unwrap().to_string();
+        let source = Error::source(&err).unwrap().to_string();
         assert!(source.contains(&path.display().to_string()), "{source}");
         assert!(source.contains("10 bytes"), "{source}");
+    }
+
+    #[test]
+    fn chip_registry_first_fields_are_unique() {
+        let mut seen = Vec::new();
+        for family in CHIPS {
+            let firsts: Vec<String> = match family.naming() {
+                Naming::FamilyThenModel => vec![family.name().to_lowercase()],
+                Naming::Model => family
+                    .model_names()
+                    .split(", ")
+                    .map(str::to_lowercase)
+                    .collect(),
+            };
+            for first in firsts {
+                assert!(!seen.contains(&first), "`{first}` names two chips");
+                seen.push(first);
+            }
+        }
+    }
+
+    /// A chip family defined in a test: what a new model file declares.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum MockModel {
+        Small,
+        Wide,
+    }
+
+    impl ChipModel for MockModel {
+        const MODELS: &'static [Self] = &[MockModel::Small, MockModel::Wide];
+
+        fn name(self) -> &'static str {
+            match self {
+                MockModel::Small => "mock1",
+                MockModel::Wide => "mock4",
+            }
+        }
+
+        fn address_span(self) -> u16 {
+            match self {
+                MockModel::Small => 1,
+                MockModel::Wide => 4,
+            }
+        }
+    }
+
+    #[derive(Debug)]
+    struct MockChip(MockModel);
+
+    impl I2cClient for MockChip {
+        fn model(&self) -> &str {
+            self.0.name()
+        }
+        fn write(&mut self, _data: &[u8]) -> Result<(), I2cError> {
+            Ok(())
+        }
+        fn read(&mut self, _buf: &mut [u8]) -> Result<(), I2cError> {
+            Ok(())
+        }
+        fn address_span(&self) -> u16 {
+            ChipModel::address_span(self.0)
+        }
+    }
+
+    fn build_mock(
+        model: MockModel,
+        _file: Option<&Path>,
+    ) -> Result<Box<dyn I2cClient>, ChipBuildError> {
+        Ok(Box::new(MockChip(model)))
+    }
+
+    static MOCK: Family<MockModel> = Family {
+        name: "mock",
+        naming: Naming::Model,
+        backing_file: false,
+        build: build_mock,
+    };
+
+    static REGISTRY: &[&dyn ChipFamily] = &[&MOCK];
+
+    #[test]
+    fn chip_registry_entry_is_all_a_new_chip_needs() {
+        let spec = ChipSpec::parse_in("mock4:0x24", REGISTRY).unwrap();
+        assert_eq!(
+            (spec.family(), spec.model_name(), spec.address_span()),
+            ("mock", "mock4", 4)
+        );
+        assert_eq!(spec.to_string(), "mock4:0x24");
+        assert_eq!(spec.build().unwrap().model(), "mock4");
+        let err = ChipSpec::parse_in("mock4:0x25", REGISTRY).unwrap_err();
+        assert!(
+            matches!(err, SpecError::BadAddressSpan { span: 4, .. }),
+            "{err}"
+        );
+        let err = ChipSpec::parse_in("at24:0x50:24c02", REGISTRY).unwrap_err();
+        assert!(
+            err.to_string().contains("(expected one of mock1, mock4)"),
+            "{err}"
+        );
     }
 }

@@ -1,581 +1,31 @@
-//! vhost-user transport of the I2C adapter: parses each descriptor chain
-//! into a typed message, runs it on the [`Bus`], applies the fault plan and
-//! the `FAIL_NEXT` group rule, and implements `VhostUserBackend` for one
-//! front-end connection.
+//! vhost-user transport of the I2C adapter: [`I2c`], the device core's
+//! [`Model`] for virtio-i2c. It runs the typed messages of
+//! [`request`](super::request) on the [`Bus`] and applies the `FAIL_NEXT`
+//! group rule.
 //!
 //! [`I2cDevice`] (the bus with its chips, counters, fault plan) lives as
 //! long as the process, so EEPROM contents survive a replug; [`I2cConn`] is
 //! new for every connection and resets the chips' bus-facing state.
 
-use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::sync::Arc;
 
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
-use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
-use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddressSpace, GuestMemory, GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{EventConsumer, EventNotifier};
-use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use virtio_queue::Queue;
+use vm_memory::GuestMemory;
 
-use super::bus::{Bus, BusError};
+use super::bus::Bus;
 use super::client::{ChipCommand, ChipReply, I2cError};
-use super::spec::ChipSpec;
+use super::request::{ChainError, I2cRequest};
 use super::virtio_i2c::*;
-use crate::cli::{ConfigError, I2cArgs};
-use crate::control::{ControlTarget, Pins, Request, Response, from_hex, to_hex};
-use crate::counters::Counters;
-use crate::fault::{FaultPlan, FaultSpec, Outcome, RequestInfo, parse_specs};
-use crate::gpio::vhu_gpio::request_name;
-use crate::virtq::{Buf, Chain, complete, pop_all};
+use crate::control::{HexError, Pins, Request, Response, from_hex, to_hex};
+use crate::device::{Conn, Device, Model, REQUEST_QUEUE, Reply, StatusAt};
+use crate::fault::{FaultSpec, RequestInfo};
+use crate::virtq::Chain;
 
-/// Queue size offered to the front end.
-pub const QUEUE_SIZE: usize = 1024;
 /// Number of virtqueues (requestq).
 pub const NUM_QUEUES: usize = 1;
-/// Epoll id of the wake eventfd (after the queue and the exit event).
-pub const WAKE_EVENT: u16 = NUM_QUEUES as u16 + 1;
-/// Longest data buffer accepted in one message (the largest AT24 is 64 KiB).
-pub const MAX_MESSAGE: u32 = 64 * 1024;
-
-/// Validated configuration of the adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct I2cConfig {
-    /// Chips on the bus.
-    pub chips: Vec<ChipSpec>,
-    /// Fault plan at start.
-    pub faults: Vec<FaultSpec>,
-}
-
-impl TryFrom<I2cArgs> for I2cConfig {
-    type Error = ConfigError;
-
-    fn try_from(args: I2cArgs) -> Result<Self, ConfigError> {
-        if args.chips.is_empty() {
-            return Err(ConfigError::NoChips);
-        }
-        let chips = args
-            .chips
-            .iter()
-            .map(|s| {
-                s.parse::<ChipSpec>().map_err(|e| ConfigError::Chip {
-                    spec: s.clone(),
-                    source: Box::new(e),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(I2cConfig {
-            chips,
-            faults: parse_specs(&args.common.faults).map_err(ConfigError::Fault)?,
-        })
-    }
-}
-
-/// Direction and payload of one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum I2cOp {
-    /// Zero-length write (SMBus quick write / address probe).
-    ZeroWrite,
-    /// Zero-length read.
-    ZeroRead,
-    /// Write the bytes of this guest buffer.
-    Write(Buf),
-    /// Read into this guest buffer.
-    Read(Buf),
-}
-
-impl I2cOp {
-    fn name(self) -> &'static str {
-        match self {
-            I2cOp::ZeroWrite => "zero_write",
-            I2cOp::ZeroRead => "zero_read",
-            I2cOp::Write(_) => "write",
-            I2cOp::Read(_) => "read",
-        }
-    }
-}
-
-/// A request chain, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct I2cRequest {
-    /// 7-bit address.
-    pub addr: u16,
-    /// `VIRTIO_I2C_FLAGS_FAIL_NEXT` was set.
-    pub fail_next: bool,
-    /// What to do.
-    pub op: I2cOp,
-    /// Where the status byte goes.
-    pub status: Buf,
-}
-
-/// Why a chain is not a well-formed request. The chain still goes back to
-/// the guest, with `ERR` written if it has a writable byte.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    /// The descriptors do not form header, optional buffer, status.
-    #[error("bad descriptor layout {0}")]
-    Shape(String),
-    /// The header has the wrong size.
-    #[error("header is {0} bytes, expected 8")]
-    HeaderSize(u32),
-    /// The header could not be read.
-    #[error("header not readable from guest memory")]
-    Memory,
-    /// `M_RD` disagrees with the buffer direction.
-    #[error("flags {flags:#x} disagree with a {dir} buffer")]
-    Direction {
-        /// Flags received.
-        flags: u32,
-        /// Buffer direction.
-        dir: &'static str,
-    },
-    /// The data buffer is larger than [`MAX_MESSAGE`].
-    #[error("data buffer of {0} bytes is too large")]
-    TooLarge(u32),
-    /// Reserved flag bits or padding set.
-    #[error("reserved bits set (flags {flags:#x}, padding {padding:#x})")]
-    Reserved {
-        /// Flags.
-        flags: u32,
-        /// Padding.
-        padding: u16,
-    },
-}
-
-fn describe(chain: &Chain) -> String {
-    let s: Vec<String> = chain
-        .bufs
-        .iter()
-        .map(|b| format!("{}{}", if b.writable { "W" } else { "R" }, b.len))
-        .collect();
-    format!(
-        "[{}{}]",
-        s.join(", "),
-        if chain.truncated { ", ..." } else { "" }
-    )
-}
-
-/// Parses a request chain.
-pub fn parse_request<M: GuestMemory>(chain: &Chain, mem: &M) -> Result<I2cRequest, ChainError> {
-    let shape_err = || ChainError::Shape(describe(chain));
-    if chain.truncated {
-        return Err(shape_err());
-    }
-    let (hdr, data, status) = match chain.bufs.as_slice() {
-        [h, s] => (*h, None, *s),
-        [h, d, s] => (*h, Some(*d), *s),
-        _ => return Err(shape_err()),
-    };
-    if hdr.writable || !status.writable || status.len < 1 {
-        return Err(shape_err());
-    }
-    if hdr.len as usize != size_of::<VirtioI2cOutHdr>() {
-        return Err(ChainError::HeaderSize(hdr.len));
-    }
-    let out: VirtioI2cOutHdr = mem.read_obj(hdr.addr).map_err(|_| ChainError::Memory)?;
-    let flags = out.flags.to_native();
-    let padding = out.padding.to_native();
-    if flags & !(VIRTIO_I2C_FLAGS_FAIL_NEXT | VIRTIO_I2C_FLAGS_M_RD) != 0 {
-        return Err(ChainError::Reserved { flags, padding });
-    }
-    let read = flags & VIRTIO_I2C_FLAGS_M_RD != 0;
-    let op = match data {
-        None if read => I2cOp::ZeroRead,
-        None => I2cOp::ZeroWrite,
-        Some(d) => {
-            if d.len > MAX_MESSAGE {
-                return Err(ChainError::TooLarge(d.len));
-            }
-            match (d.writable, read) {
-                (true, true) => I2cOp::Read(d),
-                (false, false) => I2cOp::Write(d),
-                (true, false) => {
-                    return Err(ChainError::Direction {
-                        flags,
-                        dir: "writable",
-                    });
-                }
-                (false, true) => {
-                    return Err(ChainError::Direction {
-                        flags,
-                        dir: "readable",
-                    });
-                }
-            }
-        }
-    };
-    Ok(I2cRequest {
-        addr: (out.addr.to_native() >> 1) & 0x7f,
-        fail_next: flags & VIRTIO_I2C_FLAGS_FAIL_NEXT != 0,
-        op,
-        status,
-    })
-}
-
-/// Transfer-group state carried between requests.
-#[derive(Debug, Default)]
-struct Group {
-    /// A message of this group failed with `FAIL_NEXT` set.
-    failed: bool,
-    /// Addresses that saw a message in this transfer (for STOP).
-    touched: Vec<u16>,
-}
-
-#[derive(Debug)]
-struct I2cState {
-    bus: Bus,
-    plan: FaultPlan,
-    specs: Vec<FaultSpec>,
-    counters: Counters,
-    held: Vec<Chain>,
-    release_held: bool,
-    group: Group,
-}
-
-impl I2cState {
-    fn end_transfer(&mut self) {
-        for addr in std::mem::take(&mut self.group.touched) {
-            self.bus.stop(addr);
-        }
-        self.group.failed = false;
-    }
-}
-
-/// The adapter with its chips, shared by every connection of the process.
-#[derive(Debug)]
-pub struct I2cDevice {
-    state: Mutex<I2cState>,
-    wake: Mutex<Option<EventFd>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Keep serving after a panic elsewhere: the state is still consistent
-    // enough to answer with errors.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl I2cDevice {
-    /// An adapter whose bus holds `bus`.
-    pub fn with_bus(bus: Bus, faults: Vec<FaultSpec>) -> Arc<Self> {
-        Arc::new(I2cDevice {
-            state: Mutex::new(I2cState {
-                bus,
-                plan: FaultPlan::new(&faults),
-                specs: faults,
-                counters: Counters::default(),
-                held: Vec::new(),
-                release_held: false,
-                group: Group::default(),
-            }),
-            wake: Mutex::new(None),
-        })
-    }
-
-    /// Builds the chips of `config` (opening backing files).
-    pub fn new(config: I2cConfig) -> Result<Arc<Self>, BusError> {
-        Ok(Self::with_bus(
-            Bus::from_specs(&config.chips)?,
-            config.faults,
-        ))
-    }
-
-    fn wake(&self) {
-        if let Some(fd) = lock(&self.wake).as_ref() {
-            let _ = fd.write(1);
-        }
-    }
-
-    fn begin_connection(&self, wake: EventFd) {
-        let mut st = lock(&self.state);
-        st.bus.reset_bus_state();
-        st.group = Group::default();
-        st.held.clear();
-        st.release_held = false;
-        st.counters.held = 0;
-        *lock(&self.wake) = Some(wake);
-    }
-
-    /// Ends a connection: held chains die with their ring.
-    pub fn end_connection(&self) {
-        let mut st = lock(&self.state);
-        if !st.held.is_empty() {
-            tracing::info!(
-                "dropping {} held chain(s) of the closed connection",
-                st.held.len()
-            );
-        }
-        st.held.clear();
-        st.counters.held = 0;
-        st.end_transfer();
-        *lock(&self.wake) = None;
-    }
-
-    /// Handles every available chain, then releases held chains if asked.
-    /// Returns whether the used ring changed.
-    pub fn process<M: GuestMemory>(&self, mem: &M, queue: &mut Queue) -> bool {
-        let mut used = false;
-        if queue.ready() {
-            for chain in pop_all(queue, mem) {
-                used |= self.process_request(mem, chain, queue);
-            }
-        }
-        used | self.flush(mem, queue)
-    }
-
-    fn process_request<M: GuestMemory>(&self, mem: &M, chain: Chain, queue: &mut Queue) -> bool {
-        let mut st = lock(&self.state);
-        let req = match parse_request(&chain, mem) {
-            Ok(req) => req,
-            Err(e) => {
-                tracing::warn!("malformed request chain {}: {e}", chain.head);
-                st.counters.request("malformed");
-                st.counters.malformed += 1;
-                st.counters.errors += 1;
-                // Nothing is known about the group: end the transfer.
-                st.end_transfer();
-                drop(st);
-                let len = chain.write_status(mem, VIRTIO_I2C_MSG_ERR);
-                return complete(queue, mem, chain.head, len);
-            }
-        };
-        st.counters.request(req.op.name());
-        let verdict = st.plan.on_request(RequestInfo {
-            addr: Some(req.addr),
-            line: None,
-        });
-        st.counters.fired(&verdict.fired);
-        if !verdict.delay.is_zero() {
-            drop(st);
-            thread::sleep(verdict.delay);
-            st = lock(&self.state);
-        }
-        let mut written = 0u32;
-        let result: Result<(), I2cError> = if st.group.failed {
-            Err(I2cError::Nack("earlier message of the group failed"))
-        } else {
-            match verdict.outcome {
-                Outcome::Abort => {
-                    tracing::error!("fault plan: aborting at a message to {:#04x}", req.addr);
-                    std::process::abort();
-                }
-                Outcome::Hold => {
-                    tracing::info!("fault plan: holding a message to {:#04x}", req.addr);
-                    st.held.push(chain);
-                    st.counters.held += 1;
-                    return false;
-                }
-                Outcome::Err => Err(I2cError::Nack("fault plan")),
-                Outcome::Execute => {
-                    if !st.group.touched.contains(&req.addr) {
-                        st.group.touched.push(req.addr);
-                    }
-                    execute(&mut st.bus, mem, &req, &mut written)
-                }
-            }
-        };
-        let status = match &result {
-            Ok(()) => VIRTIO_I2C_MSG_OK,
-            Err(e) => {
-                tracing::debug!("message to {:#04x} failed: {e}", req.addr);
-                st.counters.errors += 1;
-                VIRTIO_I2C_MSG_ERR
-            }
-        };
-        if result.is_err() && req.fail_next {
-            st.group.failed = true;
-        }
-        if !req.fail_next || result.is_err() {
-            // A failed message ends the bus transfer (the chip sees a STOP);
-            // the group, if any, keeps failing until its last message.
-            let failed = st.group.failed && req.fail_next;
-            st.end_transfer();
-            st.group.failed = failed;
-        }
-        drop(st);
-        if mem.write_obj(status, req.status.addr).is_ok() {
-            written += 1;
-        }
-        tracing::debug!(
-            head = chain.head,
-            addr = req.addr,
-            op = req.op.name(),
-            fail_next = req.fail_next,
-            status,
-            written,
-            layout = %describe(&chain),
-            "i2c request"
-        );
-        complete(queue, mem, chain.head, written)
-    }
-
-    /// Releases held chains if asked to (control `release_held`).
-    pub fn flush<M: GuestMemory>(&self, mem: &M, queue: &mut Queue) -> bool {
-        let held = {
-            let mut st = lock(&self.state);
-            if !st.release_held {
-                return false;
-            }
-            st.release_held = false;
-            st.counters.held = 0;
-            std::mem::take(&mut st.held)
-        };
-        let mut used = false;
-        for chain in held {
-            let len = chain.write_status(mem, VIRTIO_I2C_MSG_ERR);
-            used |= complete(queue, mem, chain.head, len);
-        }
-        used
-    }
-
-    fn command(&self, addr: u16, cmd: ChipCommand) -> Result<ChipReply, String> {
-        let mut st = lock(&self.state);
-        let model = st.bus.model_at(addr).map(str::to_owned);
-        match st.bus.command(addr, cmd) {
-            Ok(ChipReply::Unsupported) => Err(format!(
-                "chip at {addr:#04x} ({}) does not support this command",
-                model.unwrap_or_default()
-            )),
-            Ok(reply) => Ok(reply),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-}
-
-fn execute<M: GuestMemory>(
-    bus: &mut Bus,
-    mem: &M,
-    req: &I2cRequest,
-    written: &mut u32,
-) -> Result<(), I2cError> {
-    match req.op {
-        I2cOp::ZeroWrite => bus.write(req.addr, &[]),
-        I2cOp::ZeroRead => bus.read(req.addr, &mut []),
-        I2cOp::Write(buf) => {
-            let mut data = vec![0u8; buf.len as usize];
-            mem.read_slice(&mut data, buf.addr)
-                .map_err(|_| I2cError::Nack("write buffer not in guest memory"))?;
-            bus.write(req.addr, &data)
-        }
-        I2cOp::Read(buf) => {
-            let mut data = vec![0u8; buf.len as usize];
-            bus.read(req.addr, &mut data)?;
-            mem.write_slice(&data, buf.addr)
-                .map_err(|_| I2cError::Nack("read buffer not in guest memory"))?;
-            *written += buf.len;
-            Ok(())
-        }
-    }
-}
-
-impl ControlTarget for Arc<I2cDevice> {
-    fn control(&self, req: Request) -> Response {
-        let result = match req {
-            Request::Ping => Ok(Response {
-                device: Some("i2c".into()),
-                ..Response::ok()
-            }),
-            Request::Counters => {
-                let st = lock(&self.state);
-                Ok(Response {
-                    counters: Some(st.counters.clone()),
-                    faults: Some(st.specs.iter().map(ToString::to_string).collect()),
-                    ..Response::ok()
-                })
-            }
-            Request::SetFaults { faults } => parse_specs(&faults)
-                .map(|specs| {
-                    let mut st = lock(&self.state);
-                    st.plan = FaultPlan::new(&specs);
-                    st.specs = specs;
-                    Response {
-                        faults: Some(faults),
-                        ..Response::ok()
-                    }
-                })
-                .map_err(|e| e.to_string()),
-            Request::ClearFaults => {
-                let mut st = lock(&self.state);
-                st.plan = FaultPlan::default();
-                st.specs.clear();
-                Ok(Response {
-                    faults: Some(Vec::new()),
-                    ..Response::ok()
-                })
-            }
-            Request::ReleaseHeld => {
-                let n = {
-                    let mut st = lock(&self.state);
-                    st.release_held = true;
-                    st.held.len() as u64
-                };
-                self.wake();
-                Ok(Response {
-                    released: Some(n),
-                    ..Response::ok()
-                })
-            }
-            Request::DrivePins { addr, mask, levels } => self
-                .command(addr, ChipCommand::DrivePins { mask, levels })
-                .map(|_| Response::ok()),
-            Request::ReadPins { addr } => match self.command(addr, ChipCommand::ReadPins) {
-                Ok(ChipReply::Pins {
-                    levels,
-                    inputs,
-                    outputs,
-                }) => Ok(Response {
-                    pins: Some(Pins {
-                        levels,
-                        inputs,
-                        outputs,
-                    }),
-                    ..Response::ok()
-                }),
-                Ok(other) => Err(format!("unexpected chip reply {other:?}")),
-                Err(e) => Err(e),
-            },
-            Request::DumpEeprom { addr } => match self.command(addr, ChipCommand::Dump) {
-                Ok(ChipReply::Memory(bytes)) => Ok(Response {
-                    hex: Some(to_hex(&bytes)),
-                    ..Response::ok()
-                }),
-                Ok(other) => Err(format!("unexpected chip reply {other:?}")),
-                Err(e) => Err(e),
-            },
-            Request::LoadEeprom { addr, hex } => match from_hex(&hex) {
-                Ok(bytes) => self
-                    .command(addr, ChipCommand::Load(bytes))
-                    .map(|_| Response::ok()),
-                Err(e) => Err(format!("hex: {e}")),
-            },
-            other => Err(format!("{} is not an i2c request", request_name(&other))),
-        };
-        result.unwrap_or_else(Response::error)
-    }
-}
-
-/// The `VhostUserBackend` of one front-end connection.
-#[derive(Debug)]
-pub struct I2cConn {
-    device: Arc<I2cDevice>,
-    mem: Mutex<Option<GuestMemoryAtomic<GuestMemoryMmap>>>,
-    wake: EventFd,
-}
-
-impl I2cConn {
-    /// Starts a connection on `device` (resetting bus-facing chip state).
-    pub fn new(device: Arc<I2cDevice>) -> io::Result<Arc<Self>> {
-        let wake = EventFd::new(EFD_NONBLOCK)?;
-        device.begin_connection(wake.try_clone()?);
-        Ok(Arc::new(I2cConn {
-            device,
-            mem: Mutex::new(None),
-            wake,
-        }))
-    }
-}
 
 /// Features offered: VERSION_1, RING_F_INDIRECT_DESC, ZERO_LENGTH_REQUEST,
 /// vhost-user protocol features.
@@ -593,111 +43,209 @@ pub const I2C_FEATURES: u64 = (1 << VIRTIO_F_VERSION_1)
     | (1 << VIRTIO_I2C_F_ZERO_LENGTH_REQUEST)
     | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
 
-impl VhostUserBackend for I2cConn {
-    type Bitmap = ();
-    type Vring = VringRwLock;
+/// The adapter with its chips, shared by every connection of the process.
+pub type I2cDevice = Device<I2c>;
+/// The `VhostUserBackend` of one front-end connection.
+pub type I2cConn = Conn<I2c>;
 
-    fn num_queues(&self) -> usize {
-        NUM_QUEUES
-    }
+/// Transfer-group state carried between requests.
+#[derive(Debug, Default)]
+struct Group {
+    /// A message of this group failed with `FAIL_NEXT` set.
+    failed: bool,
+    /// Addresses that saw a message in this transfer (for STOP).
+    touched: Vec<u16>,
+}
 
-    fn max_queue_size(&self) -> usize {
-        QUEUE_SIZE
-    }
+/// The virtio-i2c adapter as the device core sees it: the bus and the
+/// transfer in progress.
+#[derive(Debug)]
+pub struct I2c {
+    bus: Bus,
+    group: Group,
+}
 
-    fn features(&self) -> u64 {
-        tracing::debug!("i2c: GET_FEATURES -> {:#x}", I2C_FEATURES);
-        I2C_FEATURES
-    }
+/// Why an I2C control request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChipControlError {
+    /// No chip at the address, or the chip refused.
+    #[error(transparent)]
+    Chip(#[from] I2cError),
+    /// The chip has no such command (a dump of a GPIO expander).
+    #[error("chip at {addr:#04x} ({model}) does not support this command")]
+    Unsupported {
+        /// 7-bit address.
+        addr: u16,
+        /// The chip's model.
+        model: String,
+    },
+    /// The chip answered with something the request does not expect.
+    #[error("unexpected chip reply {0:?}")]
+    UnexpectedReply(ChipReply),
+    /// `load_eeprom` with bad hex.
+    #[error("hex")]
+    Hex(#[source] HexError),
+}
 
-    fn acked_features(&self, features: u64) {
-        tracing::debug!("i2c: SET_FEATURES {features:#x}");
-    }
-
-    fn protocol_features(&self) -> VhostUserProtocolFeatures {
-        VhostUserProtocolFeatures::MQ | VhostUserProtocolFeatures::REPLY_ACK
-    }
-
-    fn reset_device(&self) {
-        tracing::debug!("i2c: RESET_DEVICE");
-        let mut st = lock(&self.device.state);
-        st.bus.reset_bus_state();
-        st.group = Group::default();
-        st.held.clear();
-        st.counters.held = 0;
-    }
-
-    fn set_event_idx(&self, _enabled: bool) {}
-
-    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
-        // GET_VRING_BASE: the ring stops (driver reset or disconnect). Held
-        // chains can never be returned into a later ring; an open transfer
-        // ends.
-        tracing::debug!("i2c: GET_VRING_BASE {queue_index} (stop)");
-        let mut st = lock(&self.device.state);
-        st.held.clear();
-        st.counters.held = 0;
-        st.end_transfer();
-        Ok(())
-    }
-
-    fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
-        crate::daemon::log_mem_table("i2c", &*mem.memory());
-        *lock(&self.mem) = Some(mem);
-        Ok(())
-    }
-
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        crate::daemon::exit_event()
-    }
-
-    fn handle_event(
-        &self,
-        device_event: u16,
-        _evset: EventSet,
-        vrings: &[VringRwLock],
-        _thread_id: usize,
-    ) -> io::Result<()> {
-        if device_event == WAKE_EVENT {
-            let _ = self.wake.read();
-        } else if usize::from(device_event) >= NUM_QUEUES {
-            return Err(io::Error::other(format!("unexpected event {device_event}")));
+impl I2c {
+    /// An adapter with `bus` on it.
+    pub fn new(bus: Bus) -> Self {
+        I2c {
+            bus,
+            group: Group::default(),
         }
-        let Some(atomic) = lock(&self.mem).clone() else {
-            return Ok(());
-        };
-        let [vring] = vrings else {
-            return Err(io::Error::other("i2c needs one vring"));
-        };
-        let mem = atomic.memory();
-        let mut state = vring.get_mut();
-        if self.device.process(&*mem, state.get_queue_mut()) {
-            state.signal_used_queue()?;
+    }
+
+    /// STOP to every chip of the transfer; the group ends.
+    fn end_transfer(&mut self) {
+        for addr in std::mem::take(&mut self.group.touched) {
+            self.bus.stop(addr);
         }
-        Ok(())
+        self.group.failed = false;
+    }
+
+    fn command(&mut self, addr: u16, cmd: ChipCommand) -> Result<ChipReply, ChipControlError> {
+        match self.bus.command(addr, cmd)? {
+            ChipReply::Unsupported => Err(ChipControlError::Unsupported {
+                addr,
+                model: self.bus.model_at(addr).unwrap_or_default().to_owned(),
+            }),
+            reply => Ok(reply),
+        }
     }
 }
 
-impl crate::daemon::Device for Arc<I2cDevice> {
-    type Conn = I2cConn;
+impl Model for I2c {
+    const KIND: &'static str = "i2c";
+    const NUM_QUEUES: usize = NUM_QUEUES;
+    const FEATURES: u64 = I2C_FEATURES;
+    const PROTOCOL_FEATURES: VhostUserProtocolFeatures =
+        VhostUserProtocolFeatures::MQ.union(VhostUserProtocolFeatures::REPLY_ACK);
+    const STATUS_AT: StatusAt = StatusAt::End;
+    const STATUS_ERR: u8 = VIRTIO_I2C_MSG_ERR;
 
-    fn kind(&self) -> &'static str {
-        "i2c"
+    type Request = I2cRequest;
+    type ParseError = ChainError;
+
+    fn parse<Mem: GuestMemory>(&self, chain: &Chain, mem: &Mem) -> Result<I2cRequest, ChainError> {
+        I2cRequest::parse(chain, mem)
     }
 
-    fn connect(&self) -> io::Result<Arc<I2cConn>> {
-        I2cConn::new(self.clone())
+    fn describe(req: &I2cRequest) -> (&'static str, RequestInfo) {
+        (req.op.name(), RequestInfo::addr(req.addr))
     }
 
-    fn wake(conn: &I2cConn) -> (&EventFd, u16) {
-        (&conn.wake, WAKE_EVENT)
+    fn run<Mem: GuestMemory>(&mut self, req: &I2cRequest, inject_err: bool, mem: &Mem) -> Reply {
+        let mut written = 0;
+        let result = if self.group.failed {
+            Err(I2cError::Nack("earlier message of the group failed"))
+        } else if inject_err {
+            Err(I2cError::Nack("fault plan"))
+        } else {
+            if !self.group.touched.contains(&req.addr) {
+                self.group.touched.push(req.addr);
+            }
+            req.execute(&mut self.bus, mem).map(|n| written = n)
+        };
+        if let Err(e) = &result {
+            tracing::debug!("{req} failed: {e}");
+            if req.fail_next {
+                self.group.failed = true;
+            }
+        }
+        if !req.fail_next || result.is_err() {
+            // A failed message ends the bus transfer (the chip sees a STOP);
+            // the group, if any, keeps failing until its last message.
+            let failed = self.group.failed && req.fail_next;
+            self.end_transfer();
+            self.group.failed = failed;
+        }
+        let status = match result {
+            Ok(()) => VIRTIO_I2C_MSG_OK,
+            Err(_) => VIRTIO_I2C_MSG_ERR,
+        };
+        Reply {
+            ok: status == VIRTIO_I2C_MSG_OK,
+            written,
+            at: req.status.addr,
+            response: vec![status],
+        }
     }
 
-    fn connected(&self) {
-        lock(&self.state).counters.connections += 1;
+    fn fails_regardless(&self, _req: &I2cRequest) -> bool {
+        self.group.failed
     }
 
-    fn disconnect(&self) {
-        self.end_connection();
+    fn malformed(&mut self) {
+        // Nothing is known about the group: end the transfer.
+        self.end_transfer();
+    }
+
+    fn reset(&mut self) {
+        self.bus.reset_bus_state();
+        self.group = Group::default();
+    }
+
+    fn disconnected(&mut self) {
+        self.end_transfer();
+    }
+
+    fn queue_stopped(&mut self, _queue: usize) {
+        // An open transfer ends with its ring.
+        self.end_transfer();
+    }
+
+    type ControlError = ChipControlError;
+
+    fn control(device: &I2cDevice, req: Request) -> Option<Result<Response, ChipControlError>> {
+        let mut st = device.state();
+        let i2c = &mut st.model;
+        Some(match req {
+            Request::DrivePins { addr, mask, levels } => i2c
+                .command(addr, ChipCommand::DrivePins { mask, levels })
+                .map(|_| Response::ok()),
+            Request::ReadPins { addr } => match i2c.command(addr, ChipCommand::ReadPins) {
+                Ok(ChipReply::Pins {
+                    levels,
+                    inputs,
+                    outputs,
+                }) => Ok(Response {
+                    pins: Some(Pins {
+                        levels,
+                        inputs,
+                        outputs,
+                    }),
+                    ..Response::ok()
+                }),
+                Ok(other) => Err(ChipControlError::UnexpectedReply(other)),
+                Err(e) => Err(e),
+            },
+            Request::DumpEeprom { addr } => match i2c.command(addr, ChipCommand::Dump) {
+                Ok(ChipReply::Memory(bytes)) => Ok(Response {
+                    hex: Some(to_hex(&bytes)),
+                    ..Response::ok()
+                }),
+                Ok(other) => Err(ChipControlError::UnexpectedReply(other)),
+                Err(e) => Err(e),
+            },
+            Request::LoadEeprom { addr, hex } => from_hex(&hex)
+                .map_err(ChipControlError::Hex)
+                .and_then(|bytes| i2c.command(addr, ChipCommand::Load(bytes)))
+                .map(|_| Response::ok()),
+            _ => return None,
+        })
+    }
+}
+
+impl Device<I2c> {
+    /// An adapter whose bus holds `bus`, under the fault plan `faults`.
+    pub fn with_bus(bus: Bus, faults: Vec<FaultSpec>) -> Arc<Self> {
+        Self::with_model(I2c::new(bus), faults)
+    }
+
+    /// Handles every available chain, then releases held chains if asked.
+    /// Returns whether the used ring changed.
+    pub fn process<M: GuestMemory>(&self, mem: &M, queue: &mut Queue) -> bool {
+        self.process_queues(mem, &mut [queue]).queue(REQUEST_QUEUE)
     }
 }

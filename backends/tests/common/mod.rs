@@ -1,5 +1,6 @@
 //! Test fixtures: a guest memory with `MockSplitQueue`s on it and a builder
-//! for descriptor chains.
+//! for descriptor chains; in [`frontend`], a backend served in the test
+//! process and a vhost-user front end for it.
 
 #![allow(
     dead_code,
@@ -11,6 +12,8 @@ use virtio_queue::desc::{RawDescriptor, split::Descriptor as SplitDescriptor};
 use virtio_queue::mock::MockSplitQueue;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+pub mod frontend;
 
 /// Memory size of the fixture.
 pub const MEM_SIZE: usize = 0x40_0000;
@@ -58,6 +61,15 @@ impl<'a> MockQueue<'a> {
             next_data: data,
             used_seen: 0,
             len,
+        }
+    }
+
+    /// Where the queue's rings are, for a vhost-user front end.
+    pub fn ring(&self) -> frontend::Ring {
+        frontend::Ring {
+            desc: self.vq.desc_table_addr().0,
+            avail: self.vq.avail_addr().0,
+            used: self.vq.used_addr().0,
         }
     }
 

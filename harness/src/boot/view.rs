@@ -95,13 +95,13 @@ fn chip(spec: &str, bus: Option<u32>, list: &DeviceList) -> ChipView {
         };
     };
     let client = client_name(bus, c.addr());
-    let guest = match c {
-        ChipSpec::At24 { .. } => list
+    let guest = match c.family() {
+        "at24" => list
             .nvmem
             .iter()
             .find(|n| n.name.starts_with(&client))
             .map(|n| format!("/sys/bus/nvmem/devices/{}/nvmem", n.name)),
-        ChipSpec::Pca953x { .. } => {
+        "pca953x" => {
             let needle = format!("/{client}/");
             list.gpiochips
                 .iter()
@@ -112,6 +112,7 @@ fn chip(spec: &str, bus: Option<u32>, list: &DeviceList) -> ChipView {
                 })
                 .map(|g| format!("{} (label {})", g.path, g.label))
         }
+        _ => None,
     };
     ChipView {
         what,

@@ -32,7 +32,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dangle_backends::fault::{FaultParseError, FaultSpec};
-use dangle_backends::i2c::spec::{ChipSpec, SpecError};
+use dangle_backends::i2c::pca953x::Pca953xModel;
+use dangle_backends::i2c::spec::{ChipModel, ChipSpec, SpecError};
 
 use super::locate::{NodePath, locate};
 use super::schema::{Consumer, Defaults, Expectation, Method, Scenario, Step, SuiteFile, Unplug};
@@ -717,10 +718,10 @@ impl Refs<'_, '_> {
                 },
             ));
         };
-        let want = match (need, chip) {
-            (ChipNeed::Any, _)
-            | (ChipNeed::Eeprom, ChipSpec::At24 { .. })
-            | (ChipNeed::Expander, ChipSpec::Pca953x { .. }) => return Ok(chip.clone()),
+        let want = match (need, chip.family()) {
+            (ChipNeed::Any, _) | (ChipNeed::Eeprom, "at24") | (ChipNeed::Expander, "pca953x") => {
+                return Ok(chip.clone());
+            }
             (ChipNeed::Eeprom, _) => "an at24 EEPROM",
             (ChipNeed::Expander, _) => "a PCA953x expander",
         };
@@ -767,7 +768,8 @@ impl Refs<'_, '_> {
             }
             Consumer::ExpanderHold { addr, line, .. } => {
                 let chip = self.chip(node.key("addr"), dev, *addr, ChipNeed::Expander, &what)?;
-                if let ChipSpec::Pca953x { model, .. } = chip {
+                let model = Pca953xModel::from_name(chip.model_name());
+                if let Some(model) = model {
                     if *line >= model.ngpio() {
                         return Err(self.check.invalid(
                             node.key("line"),

@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Run hot-unplug suites (default: the smoke suite on the default kernel).
     #[command(after_help = crate::exit::EXIT_CODES_HELP)]
-    Run(crate::suite::cli::RunArgs),
+    Run(crate::run::RunArgs),
     /// Boot a test VM with the virtual hardware attached (a shell, or --exec).
     Boot(crate::boot::BootArgs),
     /// Act on the hardware of a running `dangle boot` from another terminal.
@@ -52,7 +52,7 @@ pub enum Command {
 /// Runs the chosen subcommand and turns its outcome into an exit code.
 pub fn dispatch(cli: Cli) -> ExitCode {
     let status = match cli.command {
-        Command::Run(args) => crate::suite::cli::run(args),
+        Command::Run(args) => crate::run::run(args),
         Command::Boot(args) => return crate::boot::run(args),
         Command::Ctl(args) => crate::boot::ctl::run(args),
         Command::Kernel(args) => finish(crate::kernel::cli::run(args).map(|()| Status::Ok)),

@@ -24,7 +24,7 @@ use crate::image::ImageError;
 use crate::kernel::{KernelError, PatchError};
 use crate::prepare::PrepareError;
 use crate::report::cli::ParseCmdError;
-use crate::suite::cli::LoadError;
+use crate::suite::catalog::LoadError;
 use crate::suite::load::SuiteError;
 use crate::suite::runner::ReplayError;
 

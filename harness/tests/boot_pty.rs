@@ -55,8 +55,12 @@ fn runtime_dir(name: &str) -> PathBuf {
 /// the terminal settings afterwards, as a person's terminal would show.
 fn spawn_boot(dir: &Path, runtime: &Path) -> Session {
     require_qemu();
+    // A person's terminal: canonical mode with echo (a fresh pty has echo
+    // off), and the settings compared before and after.
     let script = format!(
-        "'{}' boot --artifacts '{}'; echo \"dangle-exit=$?\"; stty -a; echo end-of-stty",
+        "stty sane; before=$(stty -g); '{}' boot --artifacts '{}'; echo \"dangle-exit=$?\"; \
+         if [ \"$(stty -g)\" = \"$before\" ]; then echo terminal=same; else echo terminal=changed; fi; \
+         stty -a; echo end-of-stty",
         dangle(),
         dir.display()
     );
@@ -90,7 +94,12 @@ fn expect_re(s: &mut Session, re: &str, timeout: Duration) -> String {
 fn expect_clean_exit(s: &mut Session) {
     let code = expect_re(s, r"dangle-exit=\d+", COMMAND);
     assert_eq!(code, "dangle-exit=0");
+    let same = expect_re(s, r"terminal=(same|changed)", COMMAND);
     let stty = expect(s, "end-of-stty", COMMAND);
+    assert_eq!(
+        same, "terminal=same",
+        "settings differ from before the boot:\n{stty}"
+    );
     let words: Vec<&str> = stty.split_whitespace().collect();
     for (on, off) in [("icanon", "-icanon"), ("echo", "-echo"), ("isig", "-isig")] {
         assert!(
@@ -232,13 +241,13 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
 
     // A second terminal drives line 3 while gpiomon watches it.
     s.send_line(format!(
-        "gpiomon --num-events=2 {chip} 3; echo gpiomon-done"
+        "gpiomon --num-events=2 {chip} 3; echo gpiomon-$((1+1))-done"
     ))
     .expect("type");
     std::thread::sleep(Duration::from_secs(3));
     let (code, out) = ctl(&runtime, &["line", "gpio0", "3", "pulse"]);
     assert_eq!(code, 0, "{out}");
-    let seen = expect(&mut s, "gpiomon-done", COMMAND);
+    let seen = expect(&mut s, "gpiomon-2-done", COMMAND);
     assert!(seen.contains("RISING EDGE offset: 3"), "{seen}");
     assert!(seen.contains("FALLING EDGE offset: 3"), "{seen}");
 
@@ -248,8 +257,9 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
     assert!(out.contains("gpio0 unplugged (qmp)"), "{out}");
     let (_, status) = ctl(&runtime, &["--boot", &dir.display().to_string(), "status"]);
     assert!(status.contains("unplugged (qmp)"), "{status}");
-    s.send_line("gpiodetect; echo detect-done").expect("type");
-    let listed = expect(&mut s, "detect-done", COMMAND);
+    s.send_line("gpiodetect; echo detect-$((1+2))-done")
+        .expect("type");
+    let listed = expect(&mut s, "detect-3-done", COMMAND);
     assert!(
         !listed.contains("[virtio"),
         "the controller is still there:\n{listed}"
@@ -257,8 +267,9 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
     let (code, out) = ctl(&runtime, &["replug", "gpio0"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("gpio0 replugged (qmp)"), "{out}");
-    s.send_line("gpiodetect; echo detect2-done").expect("type");
-    let listed = expect(&mut s, "detect2-done", COMMAND);
+    s.send_line("gpiodetect; echo detect-$((2+2))-done")
+        .expect("type");
+    let listed = expect(&mut s, "detect-4-done", COMMAND);
     assert!(
         listed.contains("[virtio"),
         "the controller did not come back:\n{listed}"

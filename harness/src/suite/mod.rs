@@ -1,8 +1,9 @@
 //! Hot-unplug suites: the YAML format, loading and checking it, schedules
-//! from seeds, the engine that runs scenarios, and `dangle run`.
+//! from seeds, the engine that runs one scenario, the runner that runs many
+//! and reports through events. (`dangle run` itself is [`crate::run`].)
 
 pub mod agent_guest;
-pub mod cli;
+pub mod catalog;
 pub mod engine;
 pub mod events;
 pub mod guest;

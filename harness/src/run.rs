@@ -1,14 +1,16 @@
-//! `dangle run`: run hot-unplug suites and report.
+//! `dangle run`: the command line of the library runner ([`crate::suite::runner`])
+//! and its reporters. The only place `dangle run` prints from.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use super::events::{Fanout, Reporter};
-use super::load::{self, Plan};
-use super::reporters::{ArtifactsReporter, JsonReporter, JunitReporter, TerminalReporter};
-use super::runner::{self, QemuPlatform, Replay, RunOptions};
 use crate::exit::{Status, print_error};
 use crate::prepare::KernelSelect;
+use crate::suite::catalog::{load_plans, suite_names};
+use crate::suite::events::{Fanout, Reporter};
+use crate::suite::load::Plan;
+use crate::suite::reporters::{ArtifactsReporter, JsonReporter, JunitReporter, TerminalReporter};
+use crate::suite::runner::{self, QemuPlatform, Replay, RunOptions};
 use crate::vm::accel::AccelChoice;
 
 /// Run hot-unplug suites.
@@ -58,70 +60,6 @@ pub struct RunArgs {
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
-}
-
-/// The directory with the shipped suites: `DANGLE_SUITES_DIR`, else the
-/// `suites/` of this checkout.
-pub fn suites_dir() -> PathBuf {
-    std::env::var_os("DANGLE_SUITES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites"))
-}
-
-/// A suite argument: a file, or a shipped suite's name.
-pub fn suite_path(arg: &str) -> PathBuf {
-    let p = PathBuf::from(arg);
-    if p.exists() || arg.contains('/') || arg.ends_with(".yaml") {
-        p
-    } else {
-        suites_dir().join(format!("{arg}.yaml"))
-    }
-}
-
-/// Why the suites of a command line cannot be run.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// A suite file is unreadable or invalid.
-    #[error("suite")]
-    Suite(#[from] load::SuiteError),
-    /// `--only` names a scenario no suite has.
-    #[error("--only {name}: no such scenario (known: {known})")]
-    UnknownScenario {
-        /// The name given.
-        name: String,
-        /// The names there are, comma-separated.
-        known: String,
-    },
-}
-
-/// Loads suites and applies `--only`.
-pub fn load_plans(suites: &[String], only: &[String]) -> Result<Vec<Plan>, LoadError> {
-    let mut plans = Vec::new();
-    for s in &suite_names(suites) {
-        plans.extend(load::load_file(&suite_path(s))?);
-    }
-    if !only.is_empty() {
-        for o in only {
-            if !plans.iter().any(|p| p.name() == o) {
-                let known: Vec<&str> = plans.iter().map(Plan::name).collect();
-                return Err(LoadError::UnknownScenario {
-                    name: o.clone(),
-                    known: known.join(", "),
-                });
-            }
-        }
-        plans.retain(|p| only.iter().any(|o| o == p.name()));
-    }
-    Ok(plans)
-}
-
-/// The suites asked for; `smoke` when none.
-fn suite_names(suites: &[String]) -> Vec<String> {
-    if suites.is_empty() {
-        vec!["smoke".into()]
-    } else {
-        suites.to_vec()
-    }
 }
 
 fn default_artifacts() -> PathBuf {
@@ -211,38 +149,5 @@ pub fn run(args: RunArgs) -> Status {
         Err(e) => crate::exit::fail(&e),
         Ok(_) if !unwritten.is_empty() => Status::Infrastructure,
         Ok(s) => s.status(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn load_plans_shipped_smoke_suite_loads() {
-        let plans = load_plans(&[], &[]).unwrap();
-        assert!(plans.iter().any(|p| p.name() == "lkdtm-use-after-free"));
-    }
-
-    #[test]
-    fn load_plans_only_unknown_name_is_an_error() {
-        let e = load_plans(&["smoke".into()], &["nope".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("no such scenario") && e.contains("devices-work"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn load_plans_every_shipped_suite_is_valid() {
-        for entry in std::fs::read_dir(suites_dir()).unwrap() {
-            let p = entry.unwrap().path();
-            if p.extension().is_some_and(|e| e == "yaml") {
-                load::load_file(&p)
-                    .unwrap_or_else(|e| panic!("{}", crate::exit::chain(&e).to_string()));
-            }
-        }
     }
 }

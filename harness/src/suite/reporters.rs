@@ -230,15 +230,9 @@ impl Reporter for JsonReporter {
             Event::ScenarioFinished { result, .. } => self.results.push((**result).clone()),
             Event::Interrupted { reason } => self.interrupted = Some(reason.clone()),
             Event::RunFinished => {
-                if let Some(path) = &self.path {
-                    let text = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
-                    if let Err(source) = std::fs::write(path, text) {
-                        self.errors.push(ReporterError {
-                            path: path.clone(),
-                            source,
-                        });
-                    }
-                }
+                let text = serde_json::to_string_pretty(&self.to_json());
+                let text = text.map_err(std::io::Error::other);
+                write_output(self.path.as_deref(), text, &mut self.errors);
             }
             _ => {}
         }
@@ -285,18 +279,8 @@ impl Reporter for JunitReporter {
         match event {
             Event::ScenarioFinished { result, .. } => self.results.push((**result).clone()),
             Event::RunFinished => {
-                if let Some(path) = &self.path {
-                    let xml = self
-                        .to_xml()
-                        .map_err(|e| std::io::Error::other(e.to_string()))
-                        .and_then(|x| std::fs::write(path, x));
-                    if let Err(source) = xml {
-                        self.errors.push(ReporterError {
-                            path: path.clone(),
-                            source,
-                        });
-                    }
-                }
+                let xml = self.to_xml().map_err(std::io::Error::other);
+                write_output(self.path.as_deref(), xml, &mut self.errors);
             }
             _ => {}
         }
@@ -367,6 +351,22 @@ impl JunitReporter {
         }
         report.add_test_suites(suites);
         report.to_string()
+    }
+}
+
+/// Writes a reporter's document to `path` (when it has one), recording a
+/// failure to render or write it.
+fn write_output(
+    path: Option<&Path>,
+    text: std::io::Result<String>,
+    errors: &mut Vec<ReporterError>,
+) {
+    let Some(path) = path else { return };
+    if let Err(source) = text.and_then(|t| std::fs::write(path, t)) {
+        errors.push(ReporterError {
+            path: path.to_owned(),
+            source,
+        });
     }
 }
 

@@ -17,7 +17,9 @@ mod unbind;
 
 use std::time::Duration;
 
-use crate::suite::guest::GuestError;
+use dangle_proto::Request;
+
+use crate::suite::guest::{Guest, GuestError};
 pub use crate::suite::schema::Method;
 use crate::suite::translate::GuestName;
 use crate::vm::fixture::VmError;
@@ -27,6 +29,8 @@ use crate::vm::machine::Machine;
 pub trait Rig {
     /// The VM and its backends.
     fn machine(&mut self) -> &mut dyn Machine;
+    /// The guest agent.
+    fn guest(&mut self) -> &mut dyn Guest;
     /// What the guest calls device `id` (from before the unplug).
     fn guest_name(&self, id: &str) -> Option<GuestName>;
     /// Writes a guest file; `Ok(false)` when the write had not returned
@@ -36,7 +40,17 @@ pub trait Rig {
         path: &str,
         data: &str,
         timeout: Duration,
-    ) -> Result<bool, GuestError>;
+    ) -> Result<bool, GuestError> {
+        let req = Request::WriteFile {
+            path: path.to_owned(),
+            data: data.to_owned(),
+        };
+        match self.guest().call(req, timeout) {
+            Ok(_) => Ok(true),
+            Err(GuestError::Timeout { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// Lets `d` pass; the engine watches the guest meanwhile.
     fn pause(&mut self, d: Duration) -> Result<(), UnplugError>;
     /// The backend of `id` is dead on purpose (`true`) or running again

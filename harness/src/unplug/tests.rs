@@ -48,25 +48,12 @@ impl Rig for SimRig {
         &mut self.machine
     }
 
-    fn guest_name(&self, id: &str) -> Option<GuestName> {
-        self.map.get(id).cloned()
+    fn guest(&mut self) -> &mut dyn Guest {
+        &mut self.guest
     }
 
-    fn guest_write(
-        &mut self,
-        path: &str,
-        data: &str,
-        timeout: Duration,
-    ) -> Result<bool, GuestError> {
-        let req = dangle_proto::Request::WriteFile {
-            path: path.to_owned(),
-            data: data.to_owned(),
-        };
-        match self.guest.call(req, timeout) {
-            Ok(_) => Ok(true),
-            Err(GuestError::Timeout { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+    fn guest_name(&self, id: &str) -> Option<GuestName> {
+        self.map.get(id).cloned()
     }
 
     fn pause(&mut self, d: Duration) -> Result<(), UnplugError> {

@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use dangle_proto::Request;
-
 use super::Run;
-use crate::suite::guest::GuestError;
+use crate::suite::guest::Guest;
 use crate::suite::translate::GuestName;
 use crate::unplug::{Rig, UnplugError};
 use crate::vm::machine::Machine;
@@ -16,25 +14,12 @@ impl Rig for Run<'_> {
         self.vm.as_mut()
     }
 
-    fn guest_name(&self, id: &str) -> Option<GuestName> {
-        self.map.get(id).cloned()
+    fn guest(&mut self) -> &mut dyn Guest {
+        self.guest.as_mut()
     }
 
-    fn guest_write(
-        &mut self,
-        path: &str,
-        data: &str,
-        timeout: Duration,
-    ) -> Result<bool, GuestError> {
-        let req = Request::WriteFile {
-            path: path.to_owned(),
-            data: data.to_owned(),
-        };
-        match self.guest.call(req, timeout) {
-            Ok(_) => Ok(true),
-            Err(GuestError::Timeout { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
+    fn guest_name(&self, id: &str) -> Option<GuestName> {
+        self.map.get(id).cloned()
     }
 
     fn pause(&mut self, d: Duration) -> Result<(), UnplugError> {

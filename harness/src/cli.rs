@@ -31,6 +31,9 @@ pub enum Command {
     /// Run hot-unplug suites (default: the smoke suite on the default kernel).
     #[command(after_help = crate::exit::EXIT_CODES_HELP)]
     Run(crate::run::RunArgs),
+    /// Check a patch: fixed, regression, unchanged or inconclusive, per finding.
+    #[command(after_help = crate::validate::cli::VALIDATE_EXIT_CODES)]
+    Validate(crate::validate::cli::ValidateArgs),
     /// Boot a test VM with the virtual hardware attached (a shell, or --exec).
     Boot(crate::boot::BootArgs),
     /// Act on the hardware of a running `dangle boot` from another terminal.
@@ -53,6 +56,7 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> ExitCode {
     let status = match cli.command {
         Command::Run(args) => crate::run::run(args),
+        Command::Validate(args) => crate::validate::cli::run(args),
         Command::Boot(args) => return crate::boot::run(args),
         Command::Ctl(args) => crate::boot::ctl::run(args),
         Command::Kernel(args) => finish(crate::kernel::cli::run(args).map(|()| Status::Ok)),

@@ -27,6 +27,7 @@ use crate::report::cli::ParseCmdError;
 use crate::suite::catalog::LoadError;
 use crate::suite::load::SuiteError;
 use crate::suite::runner::ReplayError;
+use crate::validate::cli::ArgsError as ValidateArgsError;
 
 /// The exit code table as printed at the end of `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
@@ -76,6 +77,7 @@ fn classify(e: &(dyn Error + 'static)) -> Option<Status> {
         || e.is::<LoadError>()
         || e.is::<ReplayError>()
         || e.is::<DeviceArgError>()
+        || e.is::<ValidateArgsError>()
     {
         return Some(BadInput);
     }

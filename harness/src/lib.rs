@@ -17,6 +17,7 @@ pub mod report;
 pub mod run;
 pub mod suite;
 pub mod unplug;
+pub mod validate;
 pub mod vm;
 
 #[cfg(test)]

@@ -3,6 +3,12 @@
 //! [`SimWorld`], so the unplug methods and the engine run their real logic
 //! with no QEMU. Faults are switches on the world: an unplug that never
 //! completes, a device that never comes back, a consumer that gets stuck.
+//!
+//! One level up, [`SimLauncher`] starts these for the engine and
+//! [`SimPlatform`] prepares simulated kernels for the runner: a kernel is
+//! its list of patches, and a [`SimRule`] decides, per kernel, scenario and
+//! seed, what goes wrong in a run ([`SimEffect`]). Commands built on the
+//! runner (`dangle validate`) are tested on it end to end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
@@ -17,7 +23,13 @@ use dangle_proto::{
     I2cAdapterInfo, Request, Response,
 };
 
+use crate::kernel::{KernelIdentity, PatchError, PatchId, patch};
+use crate::prepare::{KernelSelect, PrepareError};
+use crate::suite::engine::{EngineError, Launcher};
 use crate::suite::guest::{Guest, GuestError};
+use crate::suite::load::Plan;
+use crate::suite::runner::{KernelReq, Platform, Prepared};
+use crate::vm::console::ConsoleSink;
 use crate::vm::devices::DeviceSpec;
 use crate::vm::fixture::VmError;
 use crate::vm::machine::Machine;
@@ -347,5 +359,353 @@ impl Guest for SimGuest {
 
     fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut lock(&self.world).events)
+    }
+}
+
+/// What a simulated kernel does wrong in one scenario run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimEffect {
+    /// The console shows a `WARNING` splat whose guilty frame is this
+    /// function (title `WARNING in FUNCTION`).
+    Warning(String),
+    /// Every consumer's first syscall gets stuck.
+    StuckConsumers,
+    /// The machine does not start (an infrastructure failure).
+    NoBoot,
+}
+
+/// A simulated kernel: the names of its patches, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimKernel {
+    /// Patch file names.
+    pub patches: Vec<String>,
+}
+
+impl SimKernel {
+    /// Whether a patch of this name is applied.
+    pub fn has(&self, name: &str) -> bool {
+        self.patches.iter().any(|p| p == name)
+    }
+
+    /// `base` without patches, else the patch names joined by `+`.
+    pub fn name(&self) -> String {
+        if self.patches.is_empty() {
+            "base".to_owned()
+        } else {
+            self.patches.join("+")
+        }
+    }
+}
+
+/// Decides what goes wrong: (kernel, scenario name, run seed) to effects.
+pub type SimRule = dyn Fn(&SimKernel, &str, u64) -> Vec<SimEffect> + Send + Sync;
+
+/// What the simulated platforms did, shared by every platform and launcher
+/// made with the same counters.
+#[derive(Debug, Default)]
+pub struct SimCounters {
+    /// Kernels prepared, by [`SimKernel::name`].
+    pub prepares: Mutex<BTreeMap<String, usize>>,
+    /// Machines started, by [`SimKernel::name`].
+    pub launches: Mutex<BTreeMap<String, usize>>,
+}
+
+impl SimCounters {
+    fn bump(m: &Mutex<BTreeMap<String, usize>>, k: &str) {
+        *m.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(k.to_owned())
+            .or_default() += 1;
+    }
+
+    fn get(m: &Mutex<BTreeMap<String, usize>>, k: &str) -> usize {
+        m.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(k)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Kernels named `kernel` prepared so far.
+    pub fn prepares(&self, kernel: &str) -> usize {
+        Self::get(&self.prepares, kernel)
+    }
+
+    /// Machines started with the kernel named `kernel` so far.
+    pub fn launches(&self, kernel: &str) -> usize {
+        Self::get(&self.launches, kernel)
+    }
+}
+
+/// Console bytes of a `WARNING` in `function`, as the kernel prints it.
+pub fn warning_console(function: &str) -> Vec<u8> {
+    format!(
+        "[    1.0] WARNING: CPU: 0 PID: 1 at drivers/gpio/gpiolib.c:100 {function}+0x1/0x2\n\
+[    1.0] RIP: 0010:{function}+0x1/0x2\n\
+[    1.0] Call Trace:\n\
+[    1.0]  {function}+0x1/0x2\n\
+[    1.0]  driver_remove+0x1/0x2\n\
+[    1.0] ---[ end trace 0 ]---\n"
+    )
+    .into_bytes()
+}
+
+/// The seed of the run a scenario belongs to, read the way `--replay`
+/// reads it: from `run.json` in the run's artifacts directory, the parent
+/// of the scenario's. 0 when there is none (the engine's own tests).
+fn run_seed(scenario_artifacts: &Path) -> u64 {
+    scenario_artifacts
+        .parent()
+        .and_then(|d| std::fs::read(d.join("run.json")).ok())
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["seed"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Starts simulated machines. With a fixed world ([`SimLauncher::new`])
+/// every machine shares it, so a test can set it up and inspect it; made
+/// by a [`SimPlatform`], each machine gets a fresh world shaped by the
+/// platform's rule.
+pub struct SimLauncher {
+    world: Mutex<Arc<Mutex<SimWorld>>>,
+    kernel: Option<(SimKernel, Arc<SimRule>, Arc<SimCounters>)>,
+}
+
+impl std::fmt::Debug for SimLauncher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimLauncher")
+            .field("kernel", &self.kernel.as_ref().map(|k| &k.0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimLauncher {
+    /// A launcher whose machines all run in `world`.
+    pub fn new(world: &Arc<Mutex<SimWorld>>) -> Self {
+        Self {
+            world: Mutex::new(Arc::clone(world)),
+            kernel: None,
+        }
+    }
+}
+
+impl Launcher for SimLauncher {
+    fn start(
+        &self,
+        plan: &Plan,
+        artifacts: &Path,
+        mut console: ConsoleSink,
+    ) -> Result<Box<dyn Machine>, EngineError> {
+        let mut current = self
+            .world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((kernel, rule, counters)) = &self.kernel {
+            SimCounters::bump(&counters.launches, &kernel.name());
+            let world = SimWorld::new(plan.devices.clone());
+            for effect in rule(kernel, plan.name(), run_seed(artifacts)) {
+                match effect {
+                    SimEffect::Warning(f) => console(&warning_console(&f)),
+                    SimEffect::StuckConsumers => lock(&world).stuck_consumers = true,
+                    SimEffect::NoBoot => {
+                        return Err(EngineError::Launch(Box::new(std::io::Error::other(
+                            "the simulated machine does not boot",
+                        ))));
+                    }
+                }
+            }
+            *current = world;
+        }
+        Ok(Box::new(SimMachine::new(&current)))
+    }
+
+    fn connect(&self, _: &dyn Machine, _: Duration) -> Result<Box<dyn Guest>, GuestError> {
+        let world = self
+            .world
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Box::new(SimGuest::new(&world)))
+    }
+}
+
+/// Prepares simulated kernels: the patches of a [`KernelSelect`] (and of
+/// the scenario) make the kernel; its identity is built from their names
+/// and bytes as a real build's would be.
+pub struct SimPlatform {
+    patches: Vec<PathBuf>,
+    config: Vec<String>,
+    rule: Arc<SimRule>,
+    counters: Arc<SimCounters>,
+}
+
+impl std::fmt::Debug for SimPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimPlatform")
+            .field("patches", &self.patches)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimPlatform {
+    /// The platform of the kernel `sel` selects, behaving by `rule`.
+    pub fn new(sel: &KernelSelect, rule: &Arc<SimRule>, counters: &Arc<SimCounters>) -> Self {
+        Self {
+            patches: sel.patches.clone(),
+            config: sel.config_add.clone(),
+            rule: Arc::clone(rule),
+            counters: Arc::clone(counters),
+        }
+    }
+}
+
+fn hash_hex(parts: &[&[u8]]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    crate::kernel::source::hex(&h.finalize())
+}
+
+impl Platform for SimPlatform {
+    fn prepare(&mut self, req: &KernelReq) -> Result<Prepared, PrepareError> {
+        let wanted: Vec<PathBuf> = self.patches.iter().chain(&req.patches).cloned().collect();
+        let series = patch::resolve_series(&wanted).map_err(crate::kernel::KernelError::Patch)?;
+        let mut ids = Vec::new();
+        for p in &series {
+            let bytes = std::fs::read(p).map_err(|source| {
+                crate::kernel::KernelError::Patch(PatchError::Read {
+                    path: p.clone(),
+                    source,
+                })
+            })?;
+            ids.push(PatchId {
+                name: p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                sha256: hash_hex(&[&bytes]),
+            });
+        }
+        let kernel = SimKernel {
+            patches: ids.iter().map(|p| p.name.clone()).collect(),
+        };
+        SimCounters::bump(&self.counters.prepares, &kernel.name());
+        let config: Vec<&[u8]> = self
+            .config
+            .iter()
+            .chain(&req.config)
+            .map(|c| c.as_bytes())
+            .collect();
+        let config_hash = hash_hex(&config);
+        let mut key_parts: Vec<&[u8]> = ids.iter().map(|p| p.sha256.as_bytes()).collect();
+        key_parts.push(config_hash.as_bytes());
+        let identity = KernelIdentity {
+            version: "6.12.0-sim".to_owned(),
+            source: "sim".to_owned(),
+            patches: ids.clone(),
+            config_hash: Some(config_hash.clone()),
+            cache_key: hash_hex(&key_parts)[..20].to_owned(),
+        };
+        Ok(Prepared {
+            launcher: Arc::new(SimLauncher {
+                world: Mutex::new(SimWorld::new(Vec::new())),
+                kernel: Some((kernel, Arc::clone(&self.rule), Arc::clone(&self.counters))),
+            }),
+            kernel: identity,
+            symbolizer: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::events::{Event as RunEvent, Reporter};
+    use crate::suite::outcome::Outcome;
+    use crate::suite::runner::{self, RunOptions};
+
+    struct Nothing;
+
+    impl Reporter for Nothing {
+        fn event(&mut self, _: &RunEvent) {}
+    }
+
+    const SUITE: &str = "name: sim
+defaults:
+  settle: 0s
+scenarios:
+  - name: warn
+    devices: [{ kind: gpio, id: gpio0, lines: 8 }]
+    unplug: { method: qmp, delay: 0ms }
+    expect: clean
+  - name: stuck
+    devices: [{ kind: gpio, id: gpio0, lines: 8 }]
+    consumers:
+      - gpio-edge-blocking: { device: gpio0, line: 1 }
+    unplug: { method: qmp, delay: 0ms }
+    expect: clean
+";
+
+    /// Runs the suite once with `seed` on the kernel `patches` select.
+    fn run_on(
+        patches: Vec<PathBuf>,
+        seed: u64,
+        counters: &Arc<SimCounters>,
+    ) -> Vec<(Outcome, Vec<String>)> {
+        let rule: Arc<SimRule> = Arc::new(|k: &SimKernel, scenario: &str, seed: u64| {
+            if k.has("bad.patch") {
+                vec![SimEffect::NoBoot]
+            } else if scenario == "warn" && seed % 2 == 0 {
+                vec![SimEffect::Warning("sim_remove".into())]
+            } else if scenario == "stuck" {
+                vec![SimEffect::StuckConsumers]
+            } else {
+                Vec::new()
+            }
+        });
+        let sel = KernelSelect {
+            patches,
+            ..KernelSelect::default()
+        };
+        let plans = crate::suite::load::load_str(SUITE, Path::new("sim.yaml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = RunOptions::new(seed, dir.path().to_owned());
+        opts.timing.reprobe = Duration::from_millis(400);
+        let mut platform = SimPlatform::new(&sel, &rule, counters);
+        let summary = runner::run(&plans, &[], &mut platform, &opts, &mut Nothing).unwrap();
+        summary
+            .results
+            .into_iter()
+            .map(|r| (r.outcome, r.findings.into_iter().map(|g| g.title).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn sim_platform_rule_decides_findings_by_kernel_scenario_and_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.patch");
+        std::fs::write(&bad, "--- a/x.c\n+++ b/x.c\n").unwrap();
+        let counters = Arc::default();
+        let even = run_on(Vec::new(), 2, &counters);
+        assert_eq!(
+            even[0].1,
+            ["WARNING in sim_remove"],
+            "the console splat is parsed"
+        );
+        assert_eq!(even[1].1, ["consumer stuck: gpio-edge-blocking in read"]);
+        let odd = run_on(Vec::new(), 3, &counters);
+        assert_eq!(odd[0], (Outcome::Met, Vec::new()), "seed 3 shows nothing");
+        let down = run_on(vec![bad], 2, &counters);
+        assert!(
+            down.iter()
+                .all(|(o, _)| matches!(o, Outcome::Infrastructure { .. })),
+            "{down:?}"
+        );
+        assert_eq!(counters.prepares("base"), 2, "one kernel per run");
+        assert_eq!(counters.launches("base"), 4);
+        assert_eq!(counters.prepares("bad.patch"), 1);
+        assert_eq!(counters.launches("bad.patch"), 2);
     }
 }

@@ -144,3 +144,45 @@ fn kernel_config_bad_config_add_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.starts_with("dangle: error: "), "{stderr}");
 }
+
+#[test]
+fn validate_unreadable_patch_exits_2_before_building_anything() {
+    let out = dangle(&["validate", "no/such/fix.patch"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the change under test") && stderr.contains("no/such/fix.patch"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_unknown_scenario_exits_2_before_building_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let patch = dir.path().join("fix.patch");
+    std::fs::write(&patch, "--- a/x.c\n+++ b/x.c\n@@ -1 +1 @@\n-a\n+b\n").expect("write");
+    let out = dangle(&[
+        "validate",
+        patch.to_str().expect("utf-8 path"),
+        "--only",
+        "no-such-scenario",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no such scenario"), "{stderr}");
+}
+
+#[test]
+fn validate_help_documents_its_exit_codes() {
+    let out = dangle(&["validate", "--help"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for want in [
+        "--runs <N|auto>",
+        "--expect-fixed",
+        "1  a regression",
+        "3  infrastructure",
+    ] {
+        assert!(stdout.contains(want), "want {want:?} in:\n{stdout}");
+    }
+}

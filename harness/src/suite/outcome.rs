@@ -149,7 +149,7 @@ pub fn dedup(findings: &[Finding]) -> Vec<FindingGroup> {
 }
 
 /// How a scenario ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The expectation was met.

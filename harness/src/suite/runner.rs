@@ -20,6 +20,7 @@ use super::load::Plan;
 use super::outcome::{Outcome, ScenarioResult};
 use super::schedule::Schedule;
 use crate::exit::Status;
+use crate::kernel::KernelIdentity;
 use crate::prepare::{self, Bootable, KernelSelect, PrepareError};
 use crate::report::Symbolizer;
 use crate::vm::accel::AccelChoice;
@@ -150,14 +151,16 @@ impl KernelReq {
     }
 }
 
-/// A prepared kernel: how to start machines with it.
+/// A prepared kernel: how to start machines with it. Cloning shares the
+/// launcher and the symbols, so several runs can use one preparation.
+#[derive(Clone)]
 pub struct Prepared {
     /// Starts machines.
-    pub launcher: Box<dyn Launcher>,
-    /// The kernel's version, recorded in each result.
-    pub kernel: String,
+    pub launcher: Arc<dyn Launcher>,
+    /// What kernel this is; its version is recorded in each result.
+    pub kernel: KernelIdentity,
     /// vmlinux symbols, when readable.
-    pub symbolizer: Option<Symbolizer>,
+    pub symbolizer: Option<Arc<Symbolizer>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -186,12 +189,21 @@ pub struct QemuPlatform<'a> {
 impl Platform for QemuPlatform<'_> {
     fn prepare(&mut self, req: &KernelReq) -> Result<Prepared, PrepareError> {
         let boot = prepare::bootable(self.kernel, &req.patches, &req.config)?;
+        let patches: Vec<PathBuf> = self
+            .kernel
+            .patches
+            .iter()
+            .chain(&req.patches)
+            .cloned()
+            .collect();
+        let kernel = KernelIdentity::of(&boot.kernel, &patches)?;
         let symbolizer = Symbolizer::open(&boot.kernel.vmlinux)
             .map_err(|e| tracing::warn!("no symbolization: {}", crate::exit::chain(&e).to_string()))
-            .ok();
+            .ok()
+            .map(Arc::new);
         Ok(Prepared {
-            kernel: boot.kernel.version.clone(),
-            launcher: Box::new(QemuLauncher {
+            kernel,
+            launcher: Arc::new(QemuLauncher {
                 boot,
                 accel: self.accel,
             }),
@@ -374,7 +386,7 @@ fn run_inner(
                 let lookup = |name: &str| replay.and_then(|r| r.schedules.get(name).cloned());
                 let ctx = RunContext {
                     launcher: prepared.launcher.as_ref(),
-                    symbolizer: prepared.symbolizer.as_ref(),
+                    symbolizer: prepared.symbolizer.as_deref(),
                     seed: opts.seed,
                     cycles: opts.cycles,
                     duration: opts.duration,
@@ -386,11 +398,11 @@ fn run_inner(
                     plan,
                     &ctx,
                     &mut KernelTag {
-                        kernel: &prepared.kernel,
+                        kernel: &prepared.kernel.version,
                         inner: reporters,
                     },
                 );
-                r.kernel = Some(prepared.kernel.clone());
+                r.kernel = Some(prepared.kernel.version.clone());
                 r
             }
         };

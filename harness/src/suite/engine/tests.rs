@@ -6,25 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::sim::{SimGuest, SimMachine, SimWorld};
+use crate::sim::{SimLauncher, SimWorld};
 use crate::suite::events::Event;
 use crate::suite::load;
 use crate::suite::outcome::FindingSource;
 use crate::suite::schedule::{Cycle, Schedule};
-
-struct SimLauncher {
-    world: Arc<Mutex<SimWorld>>,
-}
-
-impl Launcher for SimLauncher {
-    fn start(&self, _: &Plan, _: &Path, _: ConsoleSink) -> Result<Box<dyn Machine>, EngineError> {
-        Ok(Box::new(SimMachine::new(&self.world)))
-    }
-
-    fn connect(&self, _: &dyn Machine, _: Duration) -> Result<Box<dyn Guest>, GuestError> {
-        Ok(Box::new(SimGuest::new(&self.world)))
-    }
-}
 
 #[derive(Default)]
 struct Recorder(Vec<Event>);
@@ -65,9 +51,7 @@ fn run_with(
 ) -> Outcome_ {
     let world = SimWorld::new(plan.devices.clone());
     set_up(&mut world.lock().unwrap());
-    let launcher = SimLauncher {
-        world: Arc::clone(&world),
-    };
+    let launcher = SimLauncher::new(&world);
     let dir = tempfile::tempdir().unwrap();
     let lookup = |_: &str| replay.clone();
     let ctx = RunContext {

@@ -275,6 +275,73 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
         "the controller did not come back:\n{listed}"
     );
 
+    // The expander's pins, driven from the host, read back in the guest.
+    let expander = banner
+        .lines()
+        .find(|l| l.contains("pca9555 at 0x20"))
+        .and_then(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("/dev/gpiochip"))
+        })
+        .unwrap_or_else(|| panic!("no bound expander in the banner:\n{banner}"))
+        .trim_start_matches("/dev/")
+        .to_owned();
+    for (level, want, n) in [("high", "1", 5), ("low", "0", 6)] {
+        let (code, out) = ctl(&runtime, &["pin", "i2c0", "0x20", "4", level]);
+        assert_eq!(code, 0, "{out}");
+        s.send_line(format!("gpioget {expander} 4; echo pin-$((1+{n}))-done"))
+            .expect("type");
+        let read = expect(&mut s, &format!("pin-{}-done", 1 + n), COMMAND);
+        assert!(
+            read.lines().any(|l| l.trim() == want),
+            "pin 4 should read {want}:\n{read}"
+        );
+    }
+
+    // EEPROM contents loaded from the host are what the guest's nvmem
+    // reader sees, and a dump gives them back.
+    let image = dir.join("eeprom-in.bin");
+    std::fs::write(&image, b"dangle-eeprom-42").expect("write image");
+    let (code, out) = ctl(
+        &runtime,
+        &[
+            "eeprom",
+            "i2c0",
+            "0x50",
+            "load",
+            &image.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    s.send_line("head -c 16 /sys/bus/nvmem/devices/*/nvmem; echo; echo nv-$((3+4))-done")
+        .expect("type");
+    let read = expect(&mut s, "nv-7-done", COMMAND);
+    assert!(read.contains("dangle-eeprom-42"), "{read}");
+    let dump = dir.join("eeprom-out.bin");
+    let (code, out) = ctl(
+        &runtime,
+        &[
+            "eeprom",
+            "i2c0",
+            "0x50",
+            "dump",
+            &dump.display().to_string(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let bytes = std::fs::read(&dump).expect("dump written");
+    assert_eq!(bytes.len(), 256, "a 24c02 holds 256 bytes");
+    assert!(bytes.starts_with(b"dangle-eeprom-42"));
+
+    // A fault plan set from the host shows in the status, and clears.
+    let (code, out) = ctl(&runtime, &["fault", "i2c0", "delay=200ms"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, status) = ctl(&runtime, &["status"]);
+    assert!(status.contains("faults: delay:us=200000"), "{status}");
+    let (code, out) = ctl(&runtime, &["fault", "i2c0", "clear"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("faults cleared"), "{out}");
+
     // Mistakes name what was expected.
     let (code, out) = ctl(&runtime, &["replug", "gpio0"]);
     assert_eq!(code, 2, "{out}");
@@ -293,4 +360,45 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
     let (code, out) = ctl(&runtime, &["status"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no running `dangle boot`"), "{out}");
+}
+
+/// `dangle boot --exec` with and without `--no-bind`: what the guest
+/// shows is what a command run by hand would see.
+fn exec(args: &[&str], cmd: &str) -> (i32, String) {
+    require_qemu();
+    let out = Command::new(dangle())
+        .arg("boot")
+        .args(args)
+        .args(["--exec", cmd])
+        .output()
+        .expect("run dangle boot --exec");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn boot_exec_finds_the_chips_bound_and_no_bind_leaves_them() {
+    let list = "ls /sys/bus/nvmem/devices; gpiodetect; exit 7";
+    let dir = artifacts("exec-bind");
+    let (code, out) = exec(&["--artifacts", &dir.display().to_string()], list);
+    assert_eq!(code, 7, "the command's status is dangle's:\n{out}");
+    assert!(out.contains("-00500"), "no at24 nvmem device:\n{out}");
+    assert!(
+        out.contains("[0-0020]") || out.contains("-0020]"),
+        "no expander chip:\n{out}"
+    );
+    let dir = artifacts("exec-no-bind");
+    let (code, out) = exec(
+        &["--no-bind", "--artifacts", &dir.display().to_string()],
+        list,
+    );
+    assert_eq!(code, 7, "{out}");
+    assert!(!out.contains("-0050"), "--no-bind bound the EEPROM:\n{out}");
+    assert!(
+        !out.contains("-0020]"),
+        "--no-bind bound the expander:\n{out}"
+    );
+    assert!(out.contains("[virtio"), "the controller is there:\n{out}");
 }

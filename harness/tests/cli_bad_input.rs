@@ -186,3 +186,58 @@ fn validate_help_documents_its_exit_codes() {
         assert!(stdout.contains(want), "want {want:?} in:\n{stdout}");
     }
 }
+
+#[test]
+fn run_replay_without_a_record_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dangle(&["run", "--replay", dir.path().to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("run.json"), "{stderr}");
+}
+
+#[test]
+fn run_replay_with_a_corrupt_schedule_exits_2_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("run.json"),
+        r#"{"seed": 3, "suites": ["smoke"], "scenarios": ["devices-work"]}"#,
+    )
+    .expect("run.json");
+    std::fs::create_dir_all(dir.path().join("devices-work")).expect("dir");
+    std::fs::write(dir.path().join("devices-work/schedule.json"), "{ not json").expect("write");
+    let out = dangle(&["run", "--replay", dir.path().to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("schedule.json"), "{stderr}");
+}
+
+#[test]
+fn ctl_without_a_running_boot_exits_2_saying_what_was_expected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_dangle"))
+        .args(["ctl", "status"])
+        .env("DANGLE_RUNTIME_DIR", dir.path())
+        .output()
+        .expect("run dangle ctl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("no running `dangle boot`"), "{stderr}");
+    let out = dangle(&[
+        "ctl",
+        "--boot",
+        dir.path().to_str().expect("utf-8"),
+        "status",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("has no boot.json"), "{stderr}");
+}
+
+#[test]
+fn boot_bad_chip_exits_2_naming_it() {
+    let out = dangle(&["boot", "--i2c", "foo:0x20", "--exec", "true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("foo:0x20"), "{stderr}");
+}

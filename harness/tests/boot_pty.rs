@@ -278,8 +278,8 @@ fn boot_ctl_drives_a_line_into_gpiomon_and_unplugs_under_the_shell() {
     // The expander's pins, driven from the host, read back in the guest.
     let expander = banner
         .lines()
-        .find(|l| l.contains("pca9555 at 0x20"))
-        .and_then(|l| {
+        .filter(|l| l.contains("pca9555 at 0x20"))
+        .find_map(|l| {
             l.split_whitespace()
                 .find(|w| w.starts_with("/dev/gpiochip"))
         })

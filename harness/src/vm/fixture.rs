@@ -77,6 +77,14 @@ pub enum VmError {
     /// A backend refused a control request.
     #[error("the backend of {id} refused the request: {reason}")]
     ControlRefused { id: String, reason: String },
+    /// QEMU is older than dangle needs.
+    #[error(
+        "{qemu} is QEMU {version}; dangle needs QEMU {MIN_QEMU_MAJOR} or newer: QEMU 7.2 never offers VIRTIO_GPIO_F_IRQ to the guest, so GPIO interrupts (edge events) cannot work. Install QEMU 10 from bookworm-backports with `sudo bash ci/setup-host.sh`"
+    )]
+    QemuTooOld { qemu: PathBuf, version: String },
+    /// `qemu --version` did not say which version it is.
+    #[error("cannot tell the version of {qemu}: {output:?}")]
+    QemuVersion { qemu: PathBuf, output: String },
     /// More devices than root ports fit on the machine.
     #[error("{0} devices asked for, at most {max} fit", max = qemu::MAX_ROOT_PORTS)]
     TooManyDevices(usize),
@@ -160,6 +168,56 @@ pub fn default_dangle_exe() -> PathBuf {
     "dangle".into()
 }
 
+/// The oldest QEMU major version dangle works with (vhost-user-gpio with
+/// VIRTIO_GPIO_F_IRQ passed through).
+pub const MIN_QEMU_MAJOR: u32 = 10;
+
+/// `(major, minor, "X.Y.Z")` from the first line of `qemu --version`
+/// (`QEMU emulator version 10.0.2 (Debian ...)`).
+pub fn parse_qemu_version(output: &str) -> Option<(u32, u32, String)> {
+    let line = output.lines().next()?;
+    let word = line.split("version").nth(1)?.split_whitespace().next()?;
+    let mut parts = word.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor, word.to_owned()))
+}
+
+/// Fails when `qemu` is older than [`MIN_QEMU_MAJOR`]. The answer is
+/// remembered per binary for the life of the process.
+fn check_qemu_version(qemu: &Path) -> Result<(), VmError> {
+    static CHECKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut checked = CHECKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if checked.iter().any(|p| p == qemu) {
+        return Ok(());
+    }
+    let out = Command::new(qemu)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| VmError::QemuVersion {
+            qemu: qemu.to_owned(),
+            output: e.to_string(),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some((major, _, version)) = parse_qemu_version(&text) else {
+        return Err(VmError::QemuVersion {
+            qemu: qemu.to_owned(),
+            output: text.lines().next().unwrap_or_default().to_owned(),
+        });
+    };
+    if major < MIN_QEMU_MAJOR {
+        return Err(VmError::QemuTooOld {
+            qemu: qemu.to_owned(),
+            version,
+        });
+    }
+    checked.push(qemu.to_owned());
+    Ok(())
+}
+
 /// Finds qemu-system-x86_64 on PATH.
 pub fn find_qemu() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -233,6 +291,7 @@ impl Vm {
         if !spec.qemu.is_file() && find_qemu().is_none() {
             return Err(VmError::NoQemu);
         }
+        check_qemu_version(&spec.qemu)?;
         prepare_dir(&spec.artifacts)?;
         // Unix socket paths are limited to 108 bytes, so sockets live in a
         // short private temp dir (tempfile creates it 0700), not in the
@@ -608,4 +667,41 @@ fn record_cmdlines(artifacts: &Path, backends: &[Backend], qemu: &Supervised) {
     }
     s.push_str(&format!("{}: {}\n", qemu.name, qemu.cmdline));
     let _ = fs::write(artifacts.join("cmdlines.txt"), s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_qemu_version_debian_backports_and_old_bookworm() {
+        assert_eq!(
+            parse_qemu_version(
+                "QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)\nCopyright"
+            ),
+            Some((10, 0, "10.0.2".to_owned()))
+        );
+        assert_eq!(
+            parse_qemu_version("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u13)"),
+            Some((7, 2, "7.2.15".to_owned()))
+        );
+        assert_eq!(parse_qemu_version("something else"), None);
+        assert_eq!(parse_qemu_version(""), None);
+    }
+
+    #[test]
+    fn check_qemu_version_old_qemu_names_the_feature_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("qemu-system-x86_64");
+        fs::write(
+            &fake,
+            "#!/bin/sh\necho 'QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u13)'\n",
+        )
+        .unwrap();
+        fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let e = check_qemu_version(&fake).unwrap_err().to_string();
+        assert!(e.contains("QEMU 7.2.15"), "{e}");
+        assert!(e.contains("VIRTIO_GPIO_F_IRQ"), "{e}");
+        assert!(e.contains("setup-host.sh"), "{e}");
+    }
 }

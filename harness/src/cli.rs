@@ -34,6 +34,9 @@ pub enum Command {
     /// Check a patch: fixed, regression, unchanged or inconclusive, per finding.
     #[command(after_help = crate::validate::cli::VALIDATE_EXIT_CODES)]
     Validate(crate::validate::cli::ValidateArgs),
+    /// Reproduce a reported crash: rank scenarios, run the best, write a bundle.
+    #[command(after_help = crate::repro::cli::REPRO_EXIT_CODES)]
+    Repro(crate::repro::cli::ReproArgs),
     /// Boot a test VM with the virtual hardware attached (a shell, or --exec).
     Boot(crate::boot::BootArgs),
     /// Act on the hardware of a running `dangle boot` from another terminal.
@@ -57,6 +60,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     let status = match cli.command {
         Command::Run(args) => crate::run::run(args),
         Command::Validate(args) => crate::validate::cli::run(args),
+        Command::Repro(args) => crate::repro::cli::run(args),
         Command::Boot(args) => return crate::boot::run(args),
         Command::Ctl(args) => crate::boot::ctl::run(args),
         Command::Kernel(args) => finish(crate::kernel::cli::run(args).map(|()| Status::Ok)),

@@ -24,6 +24,8 @@ use crate::image::ImageError;
 use crate::kernel::{KernelError, PatchError};
 use crate::prepare::PrepareError;
 use crate::report::cli::ParseCmdError;
+use crate::repro::InputError as ReproInputError;
+use crate::repro::cli::ArgsError as ReproArgsError;
 use crate::suite::catalog::LoadError;
 use crate::suite::load::SuiteError;
 use crate::suite::runner::ReplayError;
@@ -78,6 +80,8 @@ fn classify(e: &(dyn Error + 'static)) -> Option<Status> {
         || e.is::<ReplayError>()
         || e.is::<DeviceArgError>()
         || e.is::<ValidateArgsError>()
+        || e.is::<ReproInputError>()
+        || e.is::<ReproArgsError>()
     {
         return Some(BadInput);
     }

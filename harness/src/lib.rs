@@ -14,6 +14,7 @@ pub mod logging;
 pub mod paths;
 pub mod prepare;
 pub mod report;
+pub mod repro;
 pub mod run;
 pub mod suite;
 pub mod unplug;

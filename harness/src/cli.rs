@@ -34,6 +34,9 @@ pub enum Command {
     /// Check a patch: fixed, regression, unchanged or inconclusive, per finding.
     #[command(after_help = crate::validate::cli::VALIDATE_EXIT_CODES)]
     Validate(crate::validate::cli::ValidateArgs),
+    /// Find the kernel commit where a finding appears (or with --fix, goes).
+    #[command(after_help = crate::bisect::cli::BISECT_EXIT_CODES)]
+    Bisect(crate::bisect::cli::BisectArgs),
     /// Boot a test VM with the virtual hardware attached (a shell, or --exec).
     Boot(crate::boot::BootArgs),
     /// Act on the hardware of a running `dangle boot` from another terminal.
@@ -57,6 +60,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     let status = match cli.command {
         Command::Run(args) => crate::run::run(args),
         Command::Validate(args) => crate::validate::cli::run(args),
+        Command::Bisect(args) => crate::bisect::cli::run(args),
         Command::Boot(args) => return crate::boot::run(args),
         Command::Ctl(args) => crate::boot::ctl::run(args),
         Command::Kernel(args) => finish(crate::kernel::cli::run(args).map(|()| Status::Ok)),

@@ -37,6 +37,9 @@ pub enum Command {
     /// Reproduce a reported crash: rank scenarios, run the best, write a bundle.
     #[command(after_help = crate::repro::cli::REPRO_EXIT_CODES)]
     Repro(crate::repro::cli::ReproArgs),
+    /// Find the kernel commit where a finding appears (or with --fix, goes).
+    #[command(after_help = crate::bisect::cli::BISECT_EXIT_CODES)]
+    Bisect(crate::bisect::cli::BisectArgs),
     /// Boot a test VM with the virtual hardware attached (a shell, or --exec).
     Boot(crate::boot::BootArgs),
     /// Act on the hardware of a running `dangle boot` from another terminal.
@@ -61,6 +64,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Run(args) => crate::run::run(args),
         Command::Validate(args) => crate::validate::cli::run(args),
         Command::Repro(args) => crate::repro::cli::run(args),
+        Command::Bisect(args) => crate::bisect::cli::run(args),
         Command::Boot(args) => return crate::boot::run(args),
         Command::Ctl(args) => crate::boot::ctl::run(args),
         Command::Kernel(args) => finish(crate::kernel::cli::run(args).map(|()| Status::Ok)),

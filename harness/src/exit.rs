@@ -18,6 +18,8 @@ use std::error::Error;
 use std::fmt;
 use std::process::ExitCode;
 
+use crate::bisect::BisectError;
+use crate::bisect::cli::ArgsError as BisectArgsError;
 use crate::boot::DeviceArgError;
 use crate::boot::ctl::FindError;
 use crate::image::ImageError;
@@ -82,8 +84,22 @@ fn classify(e: &(dyn Error + 'static)) -> Option<Status> {
         || e.is::<ValidateArgsError>()
         || e.is::<ReproInputError>()
         || e.is::<ReproArgsError>()
+        || e.is::<BisectArgsError>()
     {
         return Some(BadInput);
+    }
+    if let Some(b) = e.downcast_ref::<BisectError>() {
+        return match b {
+            BisectError::NotGit { .. }
+            | BisectError::Dirty { .. }
+            | BisectError::InProgress { .. }
+            | BisectError::UnknownRevision { .. }
+            | BisectError::NotAncestor { .. }
+            | BisectError::ZeroRuns => Some(BadInput),
+            // A kernel or runner error decides by its own cause.
+            BisectError::Prepare { .. } | BisectError::Run(_) => None,
+            _ => Some(Infrastructure),
+        };
     }
     if let Some(f) = e.downcast_ref::<FindError>() {
         // A boot that no longer answers is gone, not a mistake.

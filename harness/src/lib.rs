@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod bisect;
 pub mod boot;
 pub mod cli;
 pub mod exit;

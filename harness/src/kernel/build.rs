@@ -28,6 +28,15 @@ pub struct Make<'a> {
 }
 
 impl Make<'_> {
+    /// `CCACHE_BASEDIR`: the directory holding both the source and the
+    /// object tree (the cache's tree directory), else the source.
+    fn basedir(&self) -> &Path {
+        match (self.src.parent(), self.obj.parent()) {
+            (Some(a), Some(b)) if a == b => a,
+            _ => self.src,
+        }
+    }
+
     fn command(&self, targets: &[&str]) -> Command {
         let mut cmd = Command::new("make");
         cmd.arg("-C")
@@ -37,6 +46,11 @@ impl Make<'_> {
             .arg("CC=ccache gcc")
             .args(targets)
             .env("CCACHE_DIR", self.ccache_dir)
+            // Paths under the tree directory (src/ and obj/) are hashed
+            // relative to it, so a tree's objects hit the cache however the
+            // tree is found; a tree is rebuilt in the same place anyway
+            // (one per source), which is what bisect steps rely on.
+            .env("CCACHE_BASEDIR", self.basedir())
             // A stable build identity: nothing but the sources decides
             // whether init/version.o changes.
             .env("KBUILD_BUILD_USER", "dangle")

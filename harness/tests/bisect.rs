@@ -87,7 +87,9 @@ fn base_tree(dir: &Path) -> PathBuf {
     let tree = dir.join("linux");
     std::fs::rename(&top, &tree).expect("rename");
     git(&tree, &["init", "-q", "-b", "main"]);
-    git(&tree, &["add", "-A"]);
+    // Debian's tarball ships a top-level .gitignore that ignores `/*`
+    // (the package is not a git tree): add everything regardless.
+    git(&tree, &["add", "-A", "-f"]);
     git(&tree, &["commit", "-q", "-m", "base: linux-source-6.12"]);
     tree
 }

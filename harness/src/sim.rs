@@ -615,6 +615,7 @@ impl Platform for SimPlatform {
             }),
             kernel: identity,
             symbolizer: None,
+            config: None,
         })
     }
 }

@@ -92,6 +92,7 @@ fn repro_known_bugs_console_reproduces_with_its_scenario_first() {
         "run.json",
         "schedule.json",
         "kernel.json",
+        "kernel.config",
         "console.txt",
         "COMMAND",
     ] {

@@ -6,6 +6,7 @@
 //! | `run.json`, `<scenario>/schedule.json` | what `--replay` reads: the seed and the realised schedule |
 //! | `schedule.json` | the same schedule, at the top for people |
 //! | `kernel.json` | the kernel identity (version, source, patches, config hash) |
+//! | `kernel.config` | the kernel's `.config`, when dangle built the kernel |
 //! | `console.txt` | the console excerpt of the matching finding |
 //! | `COMMAND` | `dangle run bundle/scenario.yaml --replay bundle` |
 
@@ -144,6 +145,10 @@ pub fn write(dir: &Path, plan: &Plan, r: &Reproduction) -> Result<(), BundleErro
             .unwrap_or_default()
             .as_bytes(),
     )?;
+    if let Some(c) = &r.config {
+        let bytes = std::fs::read(c).map_err(io(c))?;
+        put(&dir.join("kernel.config"), &bytes)?;
+    }
     put(&dir.join("console.txt"), r.finding.report.as_bytes())?;
     put(
         &dir.join("COMMAND"),

@@ -420,6 +420,8 @@ pub struct Reproduction {
     pub finding: Finding,
     /// The kernel it ran on.
     pub kernel: KernelIdentity,
+    /// That kernel's `.config`, when dangle built it.
+    pub config: Option<PathBuf>,
     /// The recorded schedule, if the scenario reached its first cycle.
     pub schedule: Option<PathBuf>,
 }
@@ -624,7 +626,9 @@ pub fn repro(
                 .filter_map(|f| matches(target, f).map(|m| (m, f)))
                 .min_by_key(|(m, _)| !matches!(m, Match::SameTitle));
             if let Some((how, finding)) = hit {
-                let kernel = kernels.ready[&KernelReq::of(plan)].kernel.clone();
+                let prepared = &kernels.ready[&KernelReq::of(plan)];
+                let kernel = prepared.kernel.clone();
+                let config = prepared.config.clone();
                 let schedule =
                     crate::suite::engine::scenario_dir(&dir, plan.name()).join("schedule.json");
                 out.reproduced = Some(Reproduction {
@@ -632,6 +636,7 @@ pub fn repro(
                     how,
                     finding: finding.clone(),
                     kernel,
+                    config,
                     schedule: schedule.exists().then_some(schedule),
                 });
                 break 'rounds;

@@ -161,6 +161,8 @@ pub struct Prepared {
     pub kernel: KernelIdentity,
     /// vmlinux symbols, when readable.
     pub symbolizer: Option<Arc<Symbolizer>>,
+    /// The kernel's `.config`, when dangle built it.
+    pub config: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -203,6 +205,7 @@ impl Platform for QemuPlatform<'_> {
             .map(Arc::new);
         Ok(Prepared {
             kernel,
+            config: boot.kernel.config.clone(),
             launcher: Arc::new(QemuLauncher {
                 boot,
                 accel: self.accel,

@@ -12,7 +12,6 @@ use crate::suite::catalog::{load_plans, suites_dir};
 use crate::suite::events::{Event, Reporter};
 use crate::suite::outcome::Outcome;
 use crate::suite::reporters::ArtifactsReporter;
-use crate::suite::runner::{Platform, QemuPlatform};
 use crate::vm::accel::AccelChoice;
 
 use super::{Observer, Repro, ReproEvent, ReproOptions, Target, bundle, rank, read_report, repro};
@@ -148,24 +147,7 @@ impl TryFrom<ReproArgs> for Config {
     }
 }
 
-/// Makes the platform: QEMU for real, simulated in tests.
-pub trait Platforms {
-    /// The platform of the kernel `sel` selects.
-    fn platform<'k>(&self, sel: &'k KernelSelect) -> Box<dyn Platform + 'k>;
-}
-
-/// Real kernels and QEMU.
-#[derive(Debug, Clone, Copy)]
-pub struct Qemu(pub AccelChoice);
-
-impl Platforms for Qemu {
-    fn platform<'k>(&self, sel: &'k KernelSelect) -> Box<dyn Platform + 'k> {
-        Box::new(QemuPlatform {
-            kernel: sel,
-            accel: self.0,
-        })
-    }
-}
+pub use crate::suite::runner::{Platforms, Qemu};
 
 struct Progress<'w> {
     err: &'w mut dyn Write,

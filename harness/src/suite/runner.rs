@@ -215,6 +215,26 @@ impl Platform for QemuPlatform<'_> {
     }
 }
 
+/// Makes the platform of a kernel selection: QEMU for real, simulated in
+/// tests. Commands that prepare several kernels (validate, repro) take one.
+pub trait Platforms {
+    /// The platform that prepares the kernel `sel` selects.
+    fn platform<'k>(&self, sel: &'k KernelSelect) -> Box<dyn Platform + 'k>;
+}
+
+/// Real kernels and QEMU, with this accelerator choice.
+#[derive(Debug, Clone, Copy)]
+pub struct Qemu(pub AccelChoice);
+
+impl Platforms for Qemu {
+    fn platform<'k>(&self, sel: &'k KernelSelect) -> Box<dyn Platform + 'k> {
+        Box::new(QemuPlatform {
+            kernel: sel,
+            accel: self.0,
+        })
+    }
+}
+
 /// Starts a QEMU VM per scenario with the plan's devices.
 #[derive(Debug)]
 pub struct QemuLauncher {

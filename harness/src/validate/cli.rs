@@ -13,7 +13,6 @@ use crate::suite::catalog::load_plans;
 use crate::suite::events::{Event, Reporter};
 use crate::suite::outcome::Outcome;
 use crate::suite::reporters::ArtifactsReporter;
-use crate::suite::runner::{Platform, QemuPlatform};
 use crate::vm::accel::AccelChoice;
 
 use super::{Observer, Runs, ValidateEvent, ValidateOptions, Validation, report, validate};
@@ -192,25 +191,7 @@ impl TryFrom<ValidateArgs> for Config {
     }
 }
 
-/// Makes the platform of a kernel selection: QEMU for real, simulated in
-/// tests.
-pub trait Platforms {
-    /// The platform that prepares the kernel `sel` selects.
-    fn platform<'k>(&self, sel: &'k KernelSelect) -> Box<dyn Platform + 'k>;
-}
-
-/// Real kernels and QEMU.
-#[derive(Debug, Clone, Copy)]
-pub struct Qemu(pub AccelChoice);
-
-impl Platforms for Qemu {
-    fn platform<'k>(&self, sel: &'k KernelSelect) -> Box<dyn Platform + 'k> {
-        Box::new(QemuPlatform {
-            kernel: sel,
-            accel: self.0,
-        })
-    }
-}
+pub use crate::suite::runner::{Platforms, Qemu};
 
 /// Progress on the terminal, and each scenario's `result.json` in the
 /// artifacts.

@@ -58,3 +58,13 @@ pub fn ensure_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Where a command's consoles and logs go by default:
+/// `./dangle-artifacts/COMMAND-UNIXTIME`.
+pub fn default_artifacts(command: &str) -> PathBuf {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("dangle-artifacts").join(format!("{command}-{t}"))
+}

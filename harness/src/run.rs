@@ -62,14 +62,6 @@ pub struct RunArgs {
     pub list: bool,
 }
 
-fn default_artifacts() -> PathBuf {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from("dangle-artifacts").join(format!("run-{t}"))
-}
-
 fn print_list(plans: &[Plan]) {
     for p in plans {
         println!(
@@ -114,7 +106,9 @@ pub fn run(args: RunArgs) -> Status {
         });
     let mut opts = RunOptions::new(
         seed,
-        args.artifacts.clone().unwrap_or_else(default_artifacts),
+        args.artifacts
+            .clone()
+            .unwrap_or_else(|| crate::paths::default_artifacts("run")),
     );
     opts.cycles = args.cycles;
     opts.duration = args.duration;

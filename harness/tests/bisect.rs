@@ -17,6 +17,8 @@
 //! `.config/nextest.toml`, which also has a `bisect` profile for this one
 //! test). Not run with `--profile quick`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,12 +49,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 fn require_host() {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()));
-    assert!(
-        found,
-        "qemu-system-x86_64 is missing: run `sudo bash ci/setup-host.sh` (QEMU 10 from bookworm-backports)"
-    );
+    common::require_qemu();
     assert!(
         Path::new(TARBALL).is_file(),
         "{TARBALL} is missing: run `sudo bash ci/setup-host.sh` (linux-source-6.12)"

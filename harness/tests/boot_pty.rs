@@ -6,6 +6,9 @@
 //! VM tests: real QEMU 10 and the default kernel, one VM at a time (the
 //! `vm` nextest group). Without QEMU they fail saying how to install it.
 
+mod common;
+use common::require_qemu;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -21,15 +24,6 @@ const PROMPT: &str = "dangle:/# ";
 
 fn dangle() -> &'static str {
     env!("CARGO_BIN_EXE_dangle")
-}
-
-fn require_qemu() {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()));
-    assert!(
-        found,
-        "qemu-system-x86_64 is missing: run `sudo bash ci/setup-host.sh` (QEMU 10 from bookworm-backports)"
-    );
 }
 
 fn artifacts(name: &str) -> PathBuf {

@@ -7,20 +7,14 @@
 //! VM tests: real QEMU 10 and the default kernel; one VM at a time (the
 //! `vm` group).
 
+mod common;
+use common::require_qemu;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn require_qemu() {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()));
-    assert!(
-        found,
-        "qemu-system-x86_64 is missing: run `sudo bash ci/setup-host.sh` (QEMU 10 from bookworm-backports)"
-    );
-}
 
 fn out_dir(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

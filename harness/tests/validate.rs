@@ -8,6 +8,9 @@
 //! VM tests: real QEMU 10, the default kernel and an incremental build of
 //! the candidate on its object tree; one VM at a time (the `vm` group).
 
+mod common;
+use common::require_qemu;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,15 +20,6 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/validate")
         .join(name)
-}
-
-fn require_qemu() {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()));
-    assert!(
-        found,
-        "qemu-system-x86_64 is missing: run `sudo bash ci/setup-host.sh` (QEMU 10 from bookworm-backports)"
-    );
 }
 
 fn out_dir(name: &str) -> PathBuf {

@@ -143,13 +143,9 @@ impl TryFrom<BisectArgs> for Config {
             None if a.suites.is_empty() => (DEFAULT_SUITES.map(String::from).to_vec(), Vec::new()),
             None => (a.suites.clone(), Vec::new()),
         };
-        let artifacts = a.artifacts.unwrap_or_else(|| {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            PathBuf::from("dangle-artifacts").join(format!("bisect-{t}"))
-        });
+        let artifacts = a
+            .artifacts
+            .unwrap_or_else(|| crate::paths::default_artifacts("bisect"));
         Ok(Config {
             kernel: KernelSelect {
                 kernel_src: Some(a.kernel_src.clone()),

@@ -165,18 +165,13 @@ pub fn run(a: BootArgs) -> ExitCode {
     }
 }
 
-fn default_artifacts() -> PathBuf {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from("dangle-artifacts").join(format!("boot-{t}"))
-}
-
 fn boot(a: BootArgs) -> Result<i32, Status> {
     let devices = devices(&a).map_err(|e| crate::exit::fail(&e))?;
     let boot = prepare::bootable(&a.kernel, &[], &[]).map_err(|e| crate::exit::fail(&e))?;
-    let artifacts = a.artifacts.clone().unwrap_or_else(default_artifacts);
+    let artifacts = a
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| crate::paths::default_artifacts("boot"));
     let interactive = a.exec.is_none();
     let mut spec = VmSpec::new(
         boot.kernel.bzimage.clone(),

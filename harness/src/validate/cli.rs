@@ -144,14 +144,6 @@ pub struct Config {
     pub junit: Option<PathBuf>,
 }
 
-fn default_artifacts() -> PathBuf {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from("dangle-artifacts").join(format!("validate-{t}"))
-}
-
 impl TryFrom<ValidateArgs> for Config {
     type Error = ArgsError;
 
@@ -166,8 +158,11 @@ impl TryFrom<ValidateArgs> for Config {
         resolve_series(&a.change).map_err(ArgsError::Patches)?;
         let mut candidate = a.kernel.clone();
         candidate.patches.extend(a.change.iter().cloned());
-        let mut options =
-            ValidateOptions::new(a.seed, a.artifacts.unwrap_or_else(default_artifacts));
+        let mut options = ValidateOptions::new(
+            a.seed,
+            a.artifacts
+                .unwrap_or_else(|| crate::paths::default_artifacts("validate")),
+        );
         options.runs = match a.runs {
             RunsArg::Count(n) => Runs::Fixed(n),
             RunsArg::Auto => Runs::Auto { max: a.max_runs },
